@@ -1,0 +1,109 @@
+// RnnModel: the Keras SimpleRNN + Dense(softmax) classifier, computed with
+// oneDNN on the CPU.
+//
+// The graph is three oneDNN primitives per batch size N:
+//   vanilla_rnn_forward (ReLU, left to right, h_0 = 0)  x[T,N,C] -> h_T[N,H]
+//   inner_product_forward                               h_T -> logits[N,O]
+//   softmax_forward on axis 1, in place                 logits -> probs[N,O]
+// with the weights reordered once into the layout each primitive prefers.
+// Primitives for a batch size are created the first time that size runs (or
+// by WarmUp) and reused, so a warmed-up Run creates no primitive and
+// allocates nothing: the input is read where the caller holds it and the
+// probabilities are written straight into the caller's output.
+//
+// All oneDNN 2.x API use (op descriptors) lives in rnn_model.cc; `dnnl::error`
+// never escapes, it becomes an absl::Status.
+//
+// Example:
+//   absl::StatusOr<std::unique_ptr<RnnModel>> model =
+//       RnnModel::Load("model/rnn.safetensors", RnnModel::Options());
+//   std::vector<float> probs(n * (*model)->num_classes());
+//   absl::Status s = (*model)->Run(input /* n*T*C floats */,
+//   absl::MakeSpan(probs));
+//
+// Thread-safety: Run and WarmUp must not be called concurrently on one
+// instance (each instance owns one oneDNN stream and its buffers). Create one
+// instance per worker thread for parallel execution; the dimension accessors
+// are safe to call from any thread.
+#ifndef RNN_MODEL_RNN_MODEL_H_
+#define RNN_MODEL_RNN_MODEL_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "model/rnn_weights.h"
+
+namespace rnn {
+
+class RnnModel {
+ public:
+  struct Options {
+    // OpenMP threads oneDNN may use inside one Run call. Default 1: on a
+    // 2-core machine a batch-1 call took 3x longer with 2 threads than with
+    // 1 (fork/join costs more than the work), and threads spinning for one
+    // model would starve the gRPC threads. Scale out with more instances.
+    int num_threads = 1;
+    // Largest batch computed in one oneDNN call; a larger Run is computed in
+    // chunks of this size. One set of primitives exists per batch size up to
+    // this bound. Default 256: throughput stops growing near batch 64-256
+    // (docs/benchmarks.md), and 256 sets of primitives take ~15 MB.
+    int max_batch_size = 256;
+    // When > 0, overrides the sequence length given by the weights file.
+    int sequence_length = 0;
+  };
+
+  // Reads the safetensors weights at `path` and builds the model.
+  static absl::StatusOr<std::unique_ptr<RnnModel>> Load(const std::string& path,
+                                                        const Options& options);
+
+  // Builds the model from weights already in memory.
+  static absl::StatusOr<std::unique_ptr<RnnModel>> Create(
+      RnnWeights weights, const Options& options);
+
+  ~RnnModel();
+  RnnModel(const RnnModel&) = delete;
+  RnnModel& operator=(const RnnModel&) = delete;
+
+  int sequence_length() const { return weights_.sequence_length; }  // T
+  int input_size() const { return weights_.input_size; }            // C
+  int hidden_size() const { return weights_.hidden_size; }          // H
+  int num_classes() const { return weights_.num_classes; }          // O
+  // T * C: the floats one sequence occupies in Run's input.
+  size_t floats_per_sequence() const {
+    return static_cast<size_t>(sequence_length()) * input_size();
+  }
+  const RnnWeights& weights() const { return weights_; }
+  const Options& options() const { return options_; }
+
+  // Creates the primitives for every batch size from 1 to
+  // min(max_batch_size, options().max_batch_size), so that Run on those sizes
+  // creates nothing.
+  absl::Status WarmUp(int max_batch_size);
+
+  // Classifies N = input.size() / floats_per_sequence() sequences.
+  // `input` is [N, T, C] row-major (Keras' batch-major layout), N >= 1;
+  // `probabilities` receives [N, O]. When `last_hidden` is not empty it
+  // receives h_T, [N, H]. A sequence holding any NaN or Inf gets NaN
+  // probabilities (and h_T), as in Keras; other sequences in the same call
+  // are unaffected. Returns InvalidArgument when a size is wrong and
+  // Internal when oneDNN fails.
+  absl::Status Run(absl::Span<const float> input,
+                   absl::Span<float> probabilities,
+                   absl::Span<float> last_hidden = {});
+
+ private:
+  struct Impl;
+  RnnModel(RnnWeights weights, const Options& options);
+
+  RnnWeights weights_;
+  Options options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rnn
+
+#endif  // RNN_MODEL_RNN_MODEL_H_
