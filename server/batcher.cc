@@ -1,0 +1,194 @@
+#include "server/batcher.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace rnn {
+
+absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
+    const Options& options,
+    std::vector<std::unique_ptr<BatchExecutor>> executors) {
+  if (options.max_batch_size < 1) {
+    return absl::InvalidArgumentError("max_batch_size must be >= 1");
+  }
+  if (options.max_queue_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("max_queue_delay must be >= 0");
+  }
+  if (options.max_queue_size < 1) {
+    return absl::InvalidArgumentError("max_queue_size must be >= 1");
+  }
+  if (options.input_floats_per_row < 1 || options.output_floats_per_row < 1) {
+    return absl::InvalidArgumentError(
+        "input_floats_per_row and output_floats_per_row must be >= 1");
+  }
+  if (executors.empty()) {
+    return absl::InvalidArgumentError("a batcher needs at least one executor");
+  }
+  for (const auto& e : executors) {
+    if (e == nullptr) return absl::InvalidArgumentError("null executor");
+  }
+  return std::unique_ptr<Batcher>(new Batcher(options, std::move(executors)));
+}
+
+Batcher::Batcher(const Options& options,
+                 std::vector<std::unique_ptr<BatchExecutor>> executors)
+    : options_(options),
+      queue_(BatchQueue::Options{options.max_batch_size,
+                                 options.max_queue_delay,
+                                 options.max_queue_size}) {
+  for (auto& executor : executors) {
+    auto worker = std::make_unique<Worker>();
+    worker->executor = std::move(executor);
+    worker->input.resize(options_.max_batch_size *
+                         options_.input_floats_per_row);
+    worker->output.resize(options_.max_batch_size *
+                          options_.output_floats_per_row);
+    worker->batch.slices.reserve(options_.max_batch_size);
+    worker->queue_times.reserve(options_.max_batch_size);
+    workers_.push_back(std::move(worker));
+  }
+  for (auto& worker : workers_) {
+    worker->thread = std::thread([this, w = worker.get()] { WorkerLoop(*w); });
+  }
+}
+
+Batcher::~Batcher() { Stop(); }
+
+absl::Status Batcher::Submit(BatchTask task) {
+  const size_t in = options_.input_floats_per_row;
+  const size_t rows = task.input.size() / in;
+  if (rows == 0 || task.input.size() % in != 0 ||
+      task.output.size() != rows * options_.output_floats_per_row) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task has ", task.input.size(), " input and ", task.output.size(),
+        " output floats; expected a positive multiple of ", in, " and ",
+        options_.output_floats_per_row, " per row"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      return absl::UnavailableError("server is shutting down");
+    }
+    absl::Status status = queue_.Push(std::move(task), rows, absl::Now());
+    if (!status.ok()) return status;
+  }
+  work_cv_.Signal();
+  return absl::OkStatus();
+}
+
+void Batcher::NotifyCancelled() {
+  {
+    absl::MutexLock lock(&mu_);
+    queue_.RequestSweep();
+  }
+  work_cv_.Signal();
+}
+
+void Batcher::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  work_cv_.SignalAll();
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+}
+
+Batcher::Stats Batcher::stats() const {
+  return Stats{batches_.load(std::memory_order_relaxed),
+               rows_.load(std::memory_order_relaxed),
+               dropped_.load(std::memory_order_relaxed)};
+}
+
+size_t Batcher::queued_rows() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.queued_rows();
+}
+
+void Batcher::WorkerLoop(Worker& worker) {
+  for (;;) {
+    bool have_batch = false, exit = false, more_work = false;
+    {
+      absl::MutexLock lock(&mu_);
+      for (;;) {
+        have_batch = queue_.PopBatch(absl::Now(), stopping_, worker.batch,
+                                     worker.dropped);
+        if (have_batch || !worker.dropped.empty()) break;
+        if (stopping_ && queue_.empty()) {
+          exit = true;
+          break;
+        }
+        work_cv_.WaitWithDeadline(&mu_, queue_.NextDueTime());
+      }
+      more_work = !queue_.empty();
+    }
+    // Another worker may take what this batch left behind.
+    if (more_work) work_cv_.Signal();
+    if (!worker.dropped.empty()) {
+      dropped_.fetch_add(static_cast<int64_t>(worker.dropped.size()),
+                         std::memory_order_relaxed);
+      for (DroppedTask& d : worker.dropped) {
+        d.task->FinishRows(d.task->rows(), d.status);
+      }
+      worker.dropped.clear();
+    }
+    if (have_batch) Execute(worker);
+    if (exit) {
+      // Wake a sibling that may still be waiting, so that it exits too.
+      work_cv_.SignalAll();
+      return;
+    }
+  }
+}
+
+void Batcher::Execute(Worker& worker) {
+  Batch& batch = worker.batch;
+  const size_t in = options_.input_floats_per_row;
+  const size_t out = options_.output_floats_per_row;
+  const absl::Time start = absl::Now();
+  absl::Status status;
+  if (batch.slices.size() == 1) {
+    // One task's rows are already contiguous: compute them in place.
+    const BatchSlice& s = batch.slices[0];
+    status = worker.executor->Execute(
+        s.task->task().input.subspan(s.first_row * in, s.rows * in),
+        s.task->task().output.subspan(s.first_row * out, s.rows * out));
+  } else {
+    float* dst = worker.input.data();
+    for (const BatchSlice& s : batch.slices) {
+      std::memcpy(dst, s.task->task().input.data() + s.first_row * in,
+                  s.rows * in * sizeof(float));
+      dst += s.rows * in;
+    }
+    status = worker.executor->Execute(
+        absl::MakeConstSpan(worker.input.data(), batch.rows * in),
+        absl::MakeSpan(worker.output.data(), batch.rows * out));
+    if (status.ok()) {
+      const float* src = worker.output.data();
+      for (const BatchSlice& s : batch.slices) {
+        std::memcpy(s.task->task().output.data() + s.first_row * out, src,
+                    s.rows * out * sizeof(float));
+        src += s.rows * out;
+      }
+    }
+  }
+  const absl::Duration compute_time = absl::Now() - start;
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  rows_.fetch_add(static_cast<int64_t>(batch.rows), std::memory_order_relaxed);
+  if (options_.observer != nullptr) {
+    worker.queue_times.clear();
+    for (const BatchSlice& s : batch.slices) {
+      worker.queue_times.push_back(batch.formed - s.task->enqueued());
+    }
+    options_.observer->OnBatch(batch.rows, compute_time, worker.queue_times);
+  }
+  for (BatchSlice& s : batch.slices) s.task->FinishRows(s.rows, status);
+  batch.Clear();
+}
+
+}  // namespace rnn

@@ -1,0 +1,346 @@
+#include "server/batcher.h"
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace rnn {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr size_t kIn = 3;                            // Floats per input row.
+constexpr size_t kOut = 2;                           // Floats per output row.
+constexpr absl::Duration kWait = absl::Seconds(30);  // Only on failure.
+
+// Answers row r with {x, x + 0.5} where x is the row's first input float, so
+// every caller can check it got its own rows back. Records the first float of
+// every row it computes, and can be held at a gate.
+class FakeExecutor : public BatchExecutor {
+ public:
+  struct Shared {
+    absl::Mutex mu;
+    std::vector<float> seen ABSL_GUARDED_BY(mu);
+    std::vector<size_t> batch_sizes ABSL_GUARDED_BY(mu);
+    absl::Notification gate;  // Execute waits for it when `gated`.
+    bool gated = false;
+    std::atomic<int> entered{0};
+    absl::Status result;
+  };
+
+  explicit FakeExecutor(Shared& shared) : shared_(shared) {}
+
+  absl::Status Execute(absl::Span<const float> input,
+                       absl::Span<float> output) override {
+    shared_.entered.fetch_add(1);
+    if (shared_.gated) shared_.gate.WaitForNotificationWithTimeout(kWait);
+    const size_t rows = input.size() / kIn;
+    {
+      absl::MutexLock lock(&shared_.mu);
+      shared_.batch_sizes.push_back(rows);
+      for (size_t r = 0; r < rows; ++r) shared_.seen.push_back(input[r * kIn]);
+    }
+    if (!shared_.result.ok()) return shared_.result;
+    for (size_t r = 0; r < rows; ++r) {
+      output[r * kOut] = input[r * kIn];
+      output[r * kOut + 1] = input[r * kIn] + 0.5f;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  Shared& shared_;
+};
+
+std::unique_ptr<Batcher> MakeBatcher(FakeExecutor::Shared& shared,
+                                     int instances = 1,
+                                     Batcher::Options options = {}) {
+  options.input_floats_per_row = kIn;
+  options.output_floats_per_row = kOut;
+  std::vector<std::unique_ptr<BatchExecutor>> executors;
+  for (int i = 0; i < instances; ++i) {
+    executors.push_back(std::make_unique<FakeExecutor>(shared));
+  }
+  auto batcher = Batcher::Create(options, std::move(executors));
+  EXPECT_TRUE(batcher.ok()) << batcher.status();
+  return *std::move(batcher);
+}
+
+// One request: `rows` rows whose first floats are first_id, first_id+1, ...
+struct Request {
+  std::vector<float> input, output;
+  absl::Notification done;
+  absl::Status status;
+
+  Request(size_t rows, float first_id)
+      : input(rows * kIn, 0.f), output(rows * kOut, -1.f) {
+    for (size_t r = 0; r < rows; ++r) input[r * kIn] = first_id + r;
+  }
+  BatchTask Task() {
+    BatchTask t;
+    t.input = input;
+    t.output = absl::MakeSpan(output);
+    t.done = [this](absl::Status s) {
+      status = std::move(s);
+      done.Notify();
+    };
+    return t;
+  }
+  bool Wait() { return done.WaitForNotificationWithTimeout(kWait); }
+  // Whether the output holds this request's own answers.
+  bool HasOwnAnswers() const {
+    for (size_t r = 0; r < input.size() / kIn; ++r) {
+      if (output[r * kOut] != input[r * kIn] ||
+          output[r * kOut + 1] != input[r * kIn] + 0.5f) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+TEST(BatcherTest, ConcurrentCallersEachGetTheirOwnRows) {
+  FakeExecutor::Shared shared;
+  auto batcher = MakeBatcher(shared, /*instances=*/2);
+  constexpr int kThreads = 8, kPerThread = 50;
+  std::vector<std::unique_ptr<Request>> requests;
+  for (int i = 0; i < kThreads * kPerThread; ++i) {
+    requests.push_back(std::make_unique<Request>(1 + i % 3, 1000.f * i));
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
+        EXPECT_TRUE(batcher->Submit(requests[i]->Task()).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& r : requests) {
+    ASSERT_TRUE(r->Wait());
+    EXPECT_TRUE(r->status.ok()) << r->status;
+    EXPECT_TRUE(r->HasOwnAnswers());
+  }
+}
+
+TEST(BatcherTest, RequestsQueuedWhileBusyFormOneBatch) {
+  FakeExecutor::Shared shared;
+  shared.gated = true;
+  auto batcher = MakeBatcher(shared);
+  Request first(1, 0);
+  ASSERT_TRUE(batcher->Submit(first.Task()).ok());
+  while (shared.entered.load() == 0) std::this_thread::yield();
+  std::vector<std::unique_ptr<Request>> queued;
+  for (int i = 0; i < 10; ++i) {
+    queued.push_back(std::make_unique<Request>(1, 100.f + i));
+    ASSERT_TRUE(batcher->Submit(queued.back()->Task()).ok());
+  }
+  shared.gate.Notify();
+  for (auto& r : queued) ASSERT_TRUE(r->Wait());
+  absl::MutexLock lock(&shared.mu);
+  EXPECT_EQ(shared.batch_sizes, (std::vector<size_t>{1, 10}));
+  EXPECT_EQ(batcher->stats().batches, 2);
+  EXPECT_EQ(batcher->stats().rows, 11);
+}
+
+TEST(BatcherTest, LargeRequestIsSplitAndReassembled) {
+  FakeExecutor::Shared shared;
+  Batcher::Options options;
+  options.max_batch_size = 64;
+  auto batcher = MakeBatcher(shared, 1, options);
+  Request big(300, 0);
+  ASSERT_TRUE(batcher->Submit(big.Task()).ok());
+  ASSERT_TRUE(big.Wait());
+  EXPECT_TRUE(big.status.ok()) << big.status;
+  EXPECT_TRUE(big.HasOwnAnswers());
+  absl::MutexLock lock(&shared.mu);
+  EXPECT_EQ(shared.batch_sizes, (std::vector<size_t>{64, 64, 64, 64, 44}));
+}
+
+TEST(BatcherTest, QueueFullIsRefusedAndNothingAcceptedIsLost) {
+  FakeExecutor::Shared shared;
+  shared.gated = true;
+  Batcher::Options options;
+  options.max_queue_size = 8;
+  auto batcher = MakeBatcher(shared, 1, options);
+  Request running(1, 0);
+  ASSERT_TRUE(batcher->Submit(running.Task()).ok());
+  while (shared.entered.load() == 0) std::this_thread::yield();
+  std::vector<std::unique_ptr<Request>> accepted;
+  int refused = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto r = std::make_unique<Request>(1, 10.f + i);
+    const absl::Status s = batcher->Submit(r->Task());
+    if (s.ok()) {
+      accepted.push_back(std::move(r));
+    } else {
+      EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+      EXPECT_THAT(s.message(), HasSubstr("queue full"));
+      ++refused;
+    }
+  }
+  EXPECT_EQ(accepted.size(), 8u);
+  EXPECT_EQ(refused, 4);
+  shared.gate.Notify();
+  for (auto& r : accepted) {
+    ASSERT_TRUE(r->Wait());
+    EXPECT_TRUE(r->status.ok());
+    EXPECT_TRUE(r->HasOwnAnswers());
+  }
+}
+
+TEST(BatcherTest, ExpiredAndCancelledRequestsNeverReachTheExecutor) {
+  FakeExecutor::Shared shared;
+  shared.gated = true;
+  auto batcher = MakeBatcher(shared);
+  Request running(1, 1);
+  ASSERT_TRUE(batcher->Submit(running.Task()).ok());
+  while (shared.entered.load() == 0) std::this_thread::yield();
+
+  Request expired(2, 100);
+  BatchTask expired_task = expired.Task();
+  expired_task.deadline = absl::Now() - absl::Seconds(1);
+  ASSERT_TRUE(batcher->Submit(std::move(expired_task)).ok());
+  Request cancelled(2, 200);
+  std::atomic<bool> cancel{false};
+  BatchTask cancelled_task = cancelled.Task();
+  cancelled_task.is_cancelled = [&cancel] { return cancel.load(); };
+  ASSERT_TRUE(batcher->Submit(std::move(cancelled_task)).ok());
+  Request live(1, 300);
+  ASSERT_TRUE(batcher->Submit(live.Task()).ok());
+  cancel.store(true);
+  batcher->NotifyCancelled();
+  shared.gate.Notify();
+
+  ASSERT_TRUE(expired.Wait());
+  ASSERT_TRUE(cancelled.Wait());
+  ASSERT_TRUE(live.Wait());
+  EXPECT_EQ(expired.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(cancelled.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(live.status.ok());
+  batcher->Stop();
+  absl::MutexLock lock(&shared.mu);
+  EXPECT_EQ(shared.seen, (std::vector<float>{1, 300}));
+  EXPECT_EQ(batcher->stats().dropped, 2);
+}
+
+TEST(BatcherTest, ExecutorErrorReachesEveryTaskInTheBatch) {
+  FakeExecutor::Shared shared;
+  shared.result = absl::InternalError("model broke");
+  auto batcher = MakeBatcher(shared);
+  Request a(2, 0), b(3, 10);
+  ASSERT_TRUE(batcher->Submit(a.Task()).ok());
+  ASSERT_TRUE(batcher->Submit(b.Task()).ok());
+  ASSERT_TRUE(a.Wait());
+  ASSERT_TRUE(b.Wait());
+  EXPECT_EQ(a.status.message(), "model broke");
+  EXPECT_EQ(b.status.message(), "model broke");
+}
+
+TEST(BatcherTest, InstancesComputeInParallel) {
+  // Each executor waits until both are inside Execute: this only finishes if
+  // two batches run at once, so no lock is held while computing.
+  struct Barrier : BatchExecutor {
+    std::atomic<int>& inside;
+    explicit Barrier(std::atomic<int>& i) : inside(i) {}
+    absl::Status Execute(absl::Span<const float>, absl::Span<float>) override {
+      inside.fetch_add(1);
+      const absl::Time give_up = absl::Now() + kWait;
+      while (inside.load() < 2 && absl::Now() < give_up) {
+        std::this_thread::yield();
+      }
+      return inside.load() >= 2 ? absl::OkStatus()
+                                : absl::DeadlineExceededError("alone");
+    }
+  };
+  std::atomic<int> inside{0};
+  std::vector<std::unique_ptr<BatchExecutor>> executors;
+  executors.push_back(std::make_unique<Barrier>(inside));
+  executors.push_back(std::make_unique<Barrier>(inside));
+  Batcher::Options options;
+  options.input_floats_per_row = kIn;
+  options.output_floats_per_row = kOut;
+  options.max_batch_size = 1;
+  auto batcher = *Batcher::Create(options, std::move(executors));
+  Request a(1, 0), b(1, 1);
+  ASSERT_TRUE(batcher->Submit(a.Task()).ok());
+  ASSERT_TRUE(batcher->Submit(b.Task()).ok());
+  ASSERT_TRUE(a.Wait());
+  ASSERT_TRUE(b.Wait());
+  EXPECT_TRUE(a.status.ok()) << a.status;
+  EXPECT_TRUE(b.status.ok()) << b.status;
+}
+
+TEST(BatcherTest, StopDrainsEveryAcceptedRequestThenRefuses) {
+  FakeExecutor::Shared shared;
+  shared.gated = true;
+  Batcher::Options options;
+  options.max_queue_delay = absl::Hours(1);  // Only a flush can form batches.
+  options.max_batch_size = 4;
+  auto batcher = MakeBatcher(shared, 2, options);
+  std::vector<std::unique_ptr<Request>> requests;
+  for (int i = 0; i < 30; ++i) {
+    requests.push_back(std::make_unique<Request>(1 + i % 2, 10.f * i));
+    ASSERT_TRUE(batcher->Submit(requests.back()->Task()).ok());
+  }
+  std::thread stopper([&] { batcher->Stop(); });
+  shared.gate.Notify();
+  stopper.join();
+  // Stop returned: every accepted request has been answered.
+  for (auto& r : requests) {
+    EXPECT_TRUE(r->done.HasBeenNotified());
+    EXPECT_TRUE(r->status.ok());
+    EXPECT_TRUE(r->HasOwnAnswers());
+  }
+  Request late(1, 0);
+  const absl::Status s = batcher->Submit(late.Task());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("shutting down"));
+}
+
+TEST(BatcherTest, RefusesMalformedTasksAndOptions) {
+  FakeExecutor::Shared shared;
+  auto batcher = MakeBatcher(shared);
+  std::vector<float> in(4), out(2);
+  BatchTask t;
+  t.input = in;  // Not a multiple of kIn.
+  t.output = absl::MakeSpan(out);
+  EXPECT_EQ(batcher->Submit(std::move(t)).code(),
+            absl::StatusCode::kInvalidArgument);
+  Batcher::Options bad;
+  bad.input_floats_per_row = kIn;
+  bad.output_floats_per_row = kOut;
+  bad.max_batch_size = 0;
+  EXPECT_FALSE(Batcher::Create(bad, {}).ok());
+}
+
+TEST(BatcherTest, ObserverSeesEveryBatch) {
+  struct Counting : BatchObserver {
+    std::atomic<size_t> rows{0}, slices{0};
+    void OnBatch(size_t r, absl::Duration,
+                 absl::Span<const absl::Duration> queue_times) override {
+      rows += r;
+      slices += queue_times.size();
+    }
+  } observer;
+  FakeExecutor::Shared shared;
+  Batcher::Options options;
+  options.observer = &observer;
+  auto batcher = MakeBatcher(shared, 1, options);
+  Request a(5, 0), b(7, 100);
+  ASSERT_TRUE(batcher->Submit(a.Task()).ok());
+  ASSERT_TRUE(batcher->Submit(b.Task()).ok());
+  ASSERT_TRUE(a.Wait());
+  ASSERT_TRUE(b.Wait());
+  batcher->Stop();
+  EXPECT_EQ(observer.rows.load(), 12u);
+  EXPECT_EQ(observer.slices.load(), 2u);
+}
+
+}  // namespace
+}  // namespace rnn
