@@ -1,0 +1,27 @@
+// Where the bundled model and eval set live.
+//
+// The binaries default to the model shipped with the project. It is looked
+// for, in order, in the installed data directory
+// (<prefix>/share/rnn-server/), next to the executable's install tree
+// (<exe dir>/../share/rnn-server/), and in the source tree the binary was
+// built from (model/), so the defaults work from the build tree, after
+// `cmake --install`, and in the container image alike.
+#ifndef RNN_MODEL_BUNDLED_H_
+#define RNN_MODEL_BUNDLED_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace rnn {
+
+inline constexpr absl::string_view kBundledModelFile = "rnn.safetensors";
+inline constexpr absl::string_view kBundledEvalSetFile = "eval_set.safetensors";
+
+// Path of the first existing candidate for `file_name`; when none exists, the
+// source-tree candidate, so the caller's error names a sensible path.
+std::string FindBundledFile(absl::string_view file_name);
+
+}  // namespace rnn
+
+#endif  // RNN_MODEL_BUNDLED_H_
