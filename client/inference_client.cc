@@ -1,0 +1,267 @@
+#include "client/inference_client.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace rnn {
+namespace {
+
+// The client's one conversion from grpc::Status.
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+// Whether `target` is "ip:port" or "[ipv6]:port" with a literal address.
+bool IsIpLiteral(const std::string& target) {
+  if (absl::StartsWith(target, "[")) return true;
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos) return false;
+  for (char c : target.substr(0, colon)) {
+    if (!(c == '.' || (c >= '0' && c <= '9'))) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> ChannelTarget(
+    const std::vector<std::string>& targets) {
+  if (targets.empty()) {
+    return absl::InvalidArgumentError("no target given");
+  }
+  if (targets.size() == 1) {
+    return absl::StrContains(targets[0], ":///")
+               ? targets[0]
+               : absl::StrCat("dns:///", targets[0]);
+  }
+  // Several fixed addresses: gRPC's ipv4:/ipv6: resolvers take a list.
+  const bool v6 = absl::StartsWith(targets[0], "[");
+  for (const std::string& t : targets) {
+    if (!IsIpLiteral(t) || absl::StartsWith(t, "[") != v6) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "with several targets each must be an IP literal of one family "
+          "(127.0.0.1:8001 or [::1]:8001); got '",
+          t, "'"));
+    }
+  }
+  return absl::StrCat(v6 ? "ipv6:" : "ipv4:", absl::StrJoin(targets, ","));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<InferenceClient>> InferenceClient::Create(
+    const ClientOptions& options) {
+  absl::StatusOr<std::string> target = ChannelTarget(options.targets);
+  if (!target.ok()) return target.status();
+  grpc::ChannelArguments args;
+  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  auto channel = grpc::CreateCustomChannel(
+      *target, grpc::InsecureChannelCredentials(), args);
+  return std::unique_ptr<InferenceClient>(
+      new InferenceClient(options, std::move(channel)));
+}
+
+InferenceClient::InferenceClient(const ClientOptions& options,
+                                 std::shared_ptr<grpc::Channel> channel)
+    : options_(options),
+      channel_(std::move(channel)),
+      stub_(inference::GRPCInferenceService::NewStub(channel_)),
+      health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+void InferenceClient::SetDeadline(
+    grpc::ClientContext& context,
+    std::optional<absl::Duration> deadline) const {
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + deadline.value_or(options_.deadline)));
+}
+
+absl::StatusOr<bool> InferenceClient::ServerLive() {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ServerLiveResponse response;
+  absl::Status s = FromGrpcStatus(
+      stub_->ServerLive(&context, inference::ServerLiveRequest(), &response));
+  if (!s.ok()) return s;
+  return response.live();
+}
+
+absl::StatusOr<bool> InferenceClient::ServerReady() {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ServerReadyResponse response;
+  absl::Status s = FromGrpcStatus(
+      stub_->ServerReady(&context, inference::ServerReadyRequest(), &response));
+  if (!s.ok()) return s;
+  return response.ready();
+}
+
+absl::StatusOr<bool> InferenceClient::ModelReady(const std::string& model,
+                                                 const std::string& version) {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ModelReadyRequest request;
+  request.set_name(model);
+  request.set_version(version);
+  inference::ModelReadyResponse response;
+  absl::Status s =
+      FromGrpcStatus(stub_->ModelReady(&context, request, &response));
+  if (!s.ok()) return s;
+  return response.ready();
+}
+
+absl::StatusOr<inference::ServerMetadataResponse>
+InferenceClient::ServerMetadata() {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ServerMetadataResponse response;
+  absl::Status s = FromGrpcStatus(stub_->ServerMetadata(
+      &context, inference::ServerMetadataRequest(), &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<inference::ModelMetadataResponse> InferenceClient::ModelMetadata(
+    const std::string& model, const std::string& version) {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ModelMetadataRequest request;
+  request.set_name(model);
+  request.set_version(version);
+  inference::ModelMetadataResponse response;
+  absl::Status s =
+      FromGrpcStatus(stub_->ModelMetadata(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<std::string> InferenceClient::Health(
+    const std::string& service) {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  absl::Status s =
+      FromGrpcStatus(health_stub_->Check(&context, request, &response));
+  if (!s.ok()) return s;
+  return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+      response.status());
+}
+
+inference::ModelInferRequest InferenceClient::BuildRequest(
+    const InferInput& input) {
+  inference::ModelInferRequest request;
+  request.set_model_name(input.model);
+  request.set_model_version(input.version);
+  request.set_id(input.id);
+  auto* tensor = request.add_inputs();
+  tensor->set_name(input.input_name);
+  tensor->set_datatype("FP32");
+  for (int64_t d : input.shape) tensor->add_shape(d);
+  if (input.typed_contents) {
+    tensor->mutable_contents()->mutable_fp32_contents()->Add(input.data.begin(),
+                                                             input.data.end());
+  } else {
+    request.add_raw_input_contents()->assign(
+        reinterpret_cast<const char*>(input.data.data()),
+        input.data.size() * sizeof(float));
+  }
+  if (input.queue_timeout.has_value()) {
+    (*request.mutable_parameters())["timeout"].set_int64_param(
+        absl::ToInt64Microseconds(*input.queue_timeout));
+  }
+  return request;
+}
+
+absl::StatusOr<InferOutput> InferenceClient::ParseResponse(
+    const inference::ModelInferResponse& response) {
+  if (response.outputs_size() == 0) {
+    return absl::DataLossError("response has no outputs");
+  }
+  const auto& tensor = response.outputs(0);
+  InferOutput out;
+  out.model = response.model_name();
+  out.version = response.model_version();
+  out.id = response.id();
+  out.output_name = tensor.name();
+  out.shape.assign(tensor.shape().begin(), tensor.shape().end());
+  int64_t count = 1;
+  for (int64_t d : out.shape) count *= d;
+  if (tensor.datatype() != "FP32") {
+    return absl::DataLossError(absl::StrCat("output '", tensor.name(), "' is ",
+                                            tensor.datatype(), ", not FP32"));
+  }
+  if (response.raw_output_contents_size() > 0) {
+    const std::string& raw = response.raw_output_contents(0);
+    if (raw.size() != static_cast<size_t>(count) * sizeof(float)) {
+      return absl::DataLossError(
+          absl::StrCat("raw_output_contents[0] has ", raw.size(),
+                       " bytes; shape needs ", count * sizeof(float)));
+    }
+    out.values.resize(count);
+    std::memcpy(out.values.data(), raw.data(), raw.size());
+  } else {
+    const auto& values = tensor.contents().fp32_contents();
+    if (values.size() != count) {
+      return absl::DataLossError(absl::StrCat(
+          "fp32_contents has ", values.size(), " values; shape needs ", count));
+    }
+    out.values.assign(values.begin(), values.end());
+  }
+  return out;
+}
+
+absl::StatusOr<inference::ModelInferResponse> InferenceClient::InferRaw(
+    const inference::ModelInferRequest& request,
+    std::optional<absl::Duration> deadline) {
+  grpc::ClientContext context;
+  SetDeadline(context, deadline);
+  inference::ModelInferResponse response;
+  absl::Status s =
+      FromGrpcStatus(stub_->ModelInfer(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<InferOutput> InferenceClient::Infer(const InferInput& input) {
+  absl::StatusOr<inference::ModelInferResponse> response =
+      InferRaw(BuildRequest(input), input.deadline);
+  if (!response.ok()) return response.status();
+  return ParseResponse(*response);
+}
+
+void InferenceClient::InferAsync(
+    const InferInput& input,
+    absl::AnyInvocable<void(absl::StatusOr<InferOutput>)> done) {
+  struct Call {
+    grpc::ClientContext context;
+    inference::ModelInferRequest request;
+    inference::ModelInferResponse response;
+    absl::AnyInvocable<void(absl::StatusOr<InferOutput>)> done;
+  };
+  auto* call = new Call;
+  call->request = BuildRequest(input);
+  call->done = std::move(done);
+  SetDeadline(call->context, input.deadline);
+  stub_->async()->ModelInfer(&call->context, &call->request, &call->response,
+                             [call](grpc::Status status) {
+                               absl::Status s = FromGrpcStatus(status);
+                               if (s.ok()) {
+                                 call->done(ParseResponse(call->response));
+                               } else {
+                                 call->done(s);
+                               }
+                               delete call;
+                             });
+}
+
+}  // namespace rnn

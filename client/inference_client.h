@@ -1,0 +1,119 @@
+// InferenceClient: a small C++ client for rnn-server, or any server speaking
+// the Open Inference Protocol (KServe v2) over gRPC. Shared by rnn-client,
+// the load harness and the tests.
+//
+// Example:
+//   ClientOptions options;
+//   options.targets = {"localhost:8001"};
+//   auto client = InferenceClient::Create(options);
+//   InferInput input{.model = "rnn", .data = rows, .shape = {n, 20, 100}};
+//   absl::StatusOr<InferOutput> out = (*client)->Infer(input);
+//
+// Several targets are balanced round-robin, per call. Every call has a
+// deadline (ClientOptions::deadline unless the call gives its own).
+// Errors come back as absl::Status with the server's code and message.
+//
+// Thread-safety: all methods may be called concurrently.
+#ifndef RNN_CLIENT_INFERENCE_CLIENT_H_
+#define RNN_CLIENT_INFERENCE_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "grpcpp/channel.h"
+#include "proto/grpc_predict_v2.grpc.pb.h"
+#include "proto/health.grpc.pb.h"
+
+namespace rnn {
+
+struct ClientOptions {
+  // "host:port" each. One target may be a DNS name with several addresses;
+  // several targets must be IP literals (127.0.0.1:8001, [::1]:8001). Calls
+  // are spread round-robin over every address.
+  std::vector<std::string> targets = {"localhost:8001"};
+  // Deadline of each call unless the call sets its own.
+  absl::Duration deadline = absl::Seconds(10);
+  // Largest response accepted, in bytes.
+  int max_receive_message_bytes = 64 << 20;
+};
+
+// One inference call's input: N sequences of one FP32 input tensor.
+struct InferInput {
+  std::string model = "rnn";
+  std::string version;  // Empty: the server chooses.
+  std::string input_name = "sequence";
+  absl::Span<const float> data;  // Row-major, shape[0] * shape[1] * ...
+  std::vector<int64_t> shape;    // [N, T, C]
+  std::string id;                // Echoed by the server.
+  // Send contents.fp32_contents instead of raw_input_contents.
+  bool typed_contents = false;
+  // Triton's "timeout" parameter: the longest the request may be queued.
+  std::optional<absl::Duration> queue_timeout;
+  // This call's deadline; ClientOptions::deadline when unset.
+  std::optional<absl::Duration> deadline;
+};
+
+// The first output tensor of a response.
+struct InferOutput {
+  std::string model, version, id;
+  std::string output_name;
+  std::vector<int64_t> shape;  // [N, O]
+  std::vector<float> values;   // Row-major.
+};
+
+class InferenceClient {
+ public:
+  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
+      const ClientOptions& options);
+
+  absl::StatusOr<bool> ServerLive();
+  absl::StatusOr<bool> ServerReady();
+  absl::StatusOr<bool> ModelReady(const std::string& model,
+                                  const std::string& version = "");
+  absl::StatusOr<inference::ServerMetadataResponse> ServerMetadata();
+  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(
+      const std::string& model, const std::string& version = "");
+  // grpc.health.v1 Check of `service` ("" for the whole server): "SERVING",
+  // "NOT_SERVING", ...
+  absl::StatusOr<std::string> Health(const std::string& service = "");
+
+  // Synchronous inference.
+  absl::StatusOr<InferOutput> Infer(const InferInput& input);
+  // Asynchronous inference: returns at once; `done` runs once, on a gRPC
+  // thread, with the result. `input.data` may be released when this returns.
+  void InferAsync(const InferInput& input,
+                  absl::AnyInvocable<void(absl::StatusOr<InferOutput>)> done);
+
+  // The raw protocol call, for callers that build requests themselves.
+  absl::StatusOr<inference::ModelInferResponse> InferRaw(
+      const inference::ModelInferRequest& request,
+      std::optional<absl::Duration> deadline = std::nullopt);
+
+  // Builds the request Infer sends.
+  static inference::ModelInferRequest BuildRequest(const InferInput& input);
+  // Reads the first output of `response`, raw or typed.
+  static absl::StatusOr<InferOutput> ParseResponse(
+      const inference::ModelInferResponse& response);
+
+ private:
+  InferenceClient(const ClientOptions& options,
+                  std::shared_ptr<grpc::Channel> channel);
+  void SetDeadline(grpc::ClientContext& context,
+                   std::optional<absl::Duration> deadline) const;
+
+  const ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
+};
+
+}  // namespace rnn
+
+#endif  // RNN_CLIENT_INFERENCE_CLIENT_H_

@@ -1,0 +1,225 @@
+#include "server/inference_codec.h"
+
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace rnn {
+namespace {
+
+using inference::ModelInferRequest;
+
+std::string ExpectedShape(const ModelSignature& s) {
+  return absl::StrCat("[-1, ", s.sequence_length, ", ", s.input_size, "]");
+}
+
+std::string ShapeOf(const ModelInferRequest::InferInputTensor& input) {
+  return absl::StrCat("[", absl::StrJoin(input.shape(), ", "), "]");
+}
+
+// Whether any typed field other than fp32_contents holds values.
+bool HasNonFp32Contents(const inference::InferTensorContents& c) {
+  return c.bool_contents_size() > 0 || c.int_contents_size() > 0 ||
+         c.int64_contents_size() > 0 || c.uint_contents_size() > 0 ||
+         c.uint64_contents_size() > 0 || c.fp64_contents_size() > 0 ||
+         c.bytes_contents_size() > 0;
+}
+
+absl::Status Invalid(const std::string& message) {
+  return absl::InvalidArgumentError(message);
+}
+
+absl::Status DecodeParameters(const ModelInferRequest& request,
+                              DecodedRequest& decoded) {
+  const auto it = request.parameters().find("timeout");
+  if (it == request.parameters().end()) return absl::OkStatus();
+  if (it->second.parameter_choice_case() !=
+          inference::InferParameter::kInt64Param ||
+      it->second.int64_param() < 0) {
+    return Invalid(
+        "parameter 'timeout' must be an int64_param >= 0 (microseconds)");
+  }
+  // 0 means no timeout, as in Triton.
+  if (it->second.int64_param() > 0) {
+    decoded.queue_timeout = absl::Microseconds(it->second.int64_param());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRequestedOutputs(const ModelSignature& signature,
+                                   const ModelInferRequest& request) {
+  for (int i = 0; i < request.outputs_size(); ++i) {
+    const std::string& name = request.outputs(i).name();
+    if (name != signature.output_name) {
+      return Invalid(absl::StrCat(
+          "unknown output '", name, "' in outputs[", i, "]; model '",
+          signature.name, "' has one output, '", signature.output_name, "'"));
+    }
+    if (i > 0) {
+      return Invalid(
+          absl::StrCat("output '", name, "' is requested more than once"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckModel(const ModelSignature& signature,
+                        const std::string& name, const std::string& version) {
+  if (name != signature.name) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name,
+                                            "'; this server serves '",
+                                            signature.name, "'"));
+  }
+  if (!version.empty() && version != signature.version) {
+    return absl::NotFoundError(
+        absl::StrCat("unknown version '", version, "' of model '", name,
+                     "'; available: '", signature.version, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeRequest(const ModelSignature& signature,
+                           const ModelInferRequest& request,
+                           DecodedRequest& decoded) {
+  if (absl::Status s =
+          CheckModel(signature, request.model_name(), request.model_version());
+      !s.ok()) {
+    return s;
+  }
+  if (request.inputs_size() == 0) {
+    return Invalid(absl::StrCat(
+        "request has no inputs; model '", signature.name, "' expects input '",
+        signature.input_name, "' FP32 ", ExpectedShape(signature)));
+  }
+  if (request.inputs_size() > 1) {
+    return Invalid(absl::StrCat(
+        "request has ", request.inputs_size(), " inputs; model '",
+        signature.name, "' has exactly one, '", signature.input_name, "'"));
+  }
+  if (request.raw_input_contents_size() > request.inputs_size()) {
+    return Invalid(absl::StrCat(
+        "request has ", request.raw_input_contents_size(),
+        " raw_input_contents for ", request.inputs_size(), " input"));
+  }
+  const ModelInferRequest::InferInputTensor& input = request.inputs(0);
+  if (input.name() != signature.input_name) {
+    return Invalid(absl::StrCat("unknown input '", input.name(), "'; model '",
+                                signature.name, "' expects '",
+                                signature.input_name, "'"));
+  }
+  if (input.datatype() != "FP32") {
+    return Invalid(absl::StrCat("input '", input.name(), "' has datatype '",
+                                input.datatype(), "'; expected FP32"));
+  }
+  if (input.shape_size() != 3 || input.shape(1) != signature.sequence_length ||
+      input.shape(2) != signature.input_size) {
+    return Invalid(absl::StrCat(
+        "input '", input.name(), "' has shape ", ShapeOf(input), "; expected ",
+        ExpectedShape(signature), " (batch, time steps, features)"));
+  }
+  if (input.shape(0) < 1) {
+    return Invalid(absl::StrCat("input '", input.name(), "' has shape ",
+                                ShapeOf(input),
+                                "; the batch dimension must be >= 1"));
+  }
+  const size_t per_row = signature.input_floats_per_row();
+  const uint64_t rows = static_cast<uint64_t>(input.shape(0));
+  // Bounded so that rows * per_row * 4 cannot overflow below.
+  if (rows > std::numeric_limits<int32_t>::max() / per_row) {
+    return Invalid(absl::StrCat("input '", input.name(), "' has shape ",
+                                ShapeOf(input), "; too many sequences"));
+  }
+  const size_t floats = static_cast<size_t>(rows) * per_row;
+  const bool has_raw = request.raw_input_contents_size() > 0;
+  const bool has_typed =
+      input.has_contents() && (input.contents().fp32_contents_size() > 0 ||
+                               HasNonFp32Contents(input.contents()));
+  if (has_raw && has_typed) {
+    return Invalid(absl::StrCat(
+        "input '", input.name(),
+        "' has both raw_input_contents and contents; send one of them"));
+  }
+  if (has_raw) {
+    const std::string& raw = request.raw_input_contents(0);
+    if (raw.size() != floats * sizeof(float)) {
+      return Invalid(absl::StrCat("raw_input_contents[0] has ", raw.size(),
+                                  " bytes; input '", input.name(), "' FP32 ",
+                                  ShapeOf(input), " needs ",
+                                  floats * sizeof(float)));
+    }
+    if (reinterpret_cast<uintptr_t>(raw.data()) % alignof(float) == 0) {
+      decoded.input = absl::MakeConstSpan(
+          reinterpret_cast<const float*>(raw.data()), floats);
+    } else {
+      decoded.aligned_copy.resize(floats);
+      std::memcpy(decoded.aligned_copy.data(), raw.data(), raw.size());
+      decoded.input = decoded.aligned_copy;
+    }
+  } else if (has_typed) {
+    const inference::InferTensorContents& c = input.contents();
+    if (HasNonFp32Contents(c)) {
+      return Invalid(absl::StrCat("input '", input.name(),
+                                  "' is FP32 but its contents use another "
+                                  "type's field; use fp32_contents"));
+    }
+    if (static_cast<size_t>(c.fp32_contents_size()) != floats) {
+      return Invalid(absl::StrCat("contents.fp32_contents of input '",
+                                  input.name(), "' has ",
+                                  c.fp32_contents_size(), " values; shape ",
+                                  ShapeOf(input), " needs ", floats));
+    }
+    decoded.input = absl::MakeConstSpan(c.fp32_contents().data(), floats);
+  } else {
+    return Invalid(absl::StrCat("input '", input.name(),
+                                "' has no data: set raw_input_contents[0] or "
+                                "contents.fp32_contents"));
+  }
+  decoded.rows = static_cast<size_t>(rows);
+  if (absl::Status s = CheckRequestedOutputs(signature, request); !s.ok()) {
+    return s;
+  }
+  return DecodeParameters(request, decoded);
+}
+
+absl::Span<float> PrepareResponse(const ModelSignature& signature,
+                                  const ModelInferRequest& request, size_t rows,
+                                  inference::ModelInferResponse& response) {
+  response.set_model_name(signature.name);
+  response.set_model_version(signature.version);
+  response.set_id(request.id());
+  inference::ModelInferResponse::InferOutputTensor* output =
+      response.add_outputs();
+  output->set_name(signature.output_name);
+  output->set_datatype("FP32");
+  output->add_shape(static_cast<int64_t>(rows));
+  output->add_shape(signature.num_classes);
+  std::string* raw = response.add_raw_output_contents();
+  raw->resize(rows * signature.output_floats_per_row() * sizeof(float));
+  // std::string storage comes from operator new: aligned for float.
+  return absl::MakeSpan(reinterpret_cast<float*>(raw->data()),
+                        rows * signature.output_floats_per_row());
+}
+
+void FillModelMetadata(const ModelSignature& signature,
+                       inference::ModelMetadataResponse& response) {
+  response.set_name(signature.name);
+  response.add_versions(signature.version);
+  response.set_platform(signature.platform);
+  auto* input = response.add_inputs();
+  input->set_name(signature.input_name);
+  input->set_datatype("FP32");
+  input->add_shape(-1);
+  input->add_shape(signature.sequence_length);
+  input->add_shape(signature.input_size);
+  auto* output = response.add_outputs();
+  output->set_name(signature.output_name);
+  output->set_datatype("FP32");
+  output->add_shape(-1);
+  output->add_shape(signature.num_classes);
+}
+
+}  // namespace rnn

@@ -1,0 +1,93 @@
+// RnnServer: the whole service in one object — model instances, batcher,
+// gRPC server with the inference, health and reflection services — so that
+// main() and the end-to-end tests start exactly the same thing.
+//
+// Start() loads the model, creates `instances` model instances and warms
+// each one up for every batch size up to max_batch_size (so no request ever
+// waits for primitive creation), starts listening, and only then reports
+// SERVING. Shutdown() reports NOT_SERVING, lets gRPC finish the calls in
+// flight, then stops the batcher once every accepted request is answered.
+//
+// Example:
+//   ServerOptions options;
+//   options.model_path = "model/rnn.safetensors";
+//   options.grpc_port = 0;  // any free port
+//   auto server = RnnServer::Start(options);
+//   ... (*server)->grpc_port() ...
+//   (*server)->Shutdown();
+#ifndef RNN_SERVER_RNN_SERVER_H_
+#define RNN_SERVER_RNN_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "server/batcher.h"
+#include "server/inference_codec.h"
+#include "server/inference_service.h"
+#include "server/serving_state.h"
+
+namespace rnn {
+
+struct ServerOptions {
+  // Address to listen on; "0.0.0.0" for every IPv4 interface.
+  std::string host = "0.0.0.0";
+  // gRPC port; 0 picks a free one (see RnnServer::grpc_port()).
+  int grpc_port = 8001;
+  // Safetensors weights file.
+  std::string model_path;
+  std::string model_name = "rnn";
+  // When > 0, overrides the sequence length recorded in the weights file.
+  int sequence_length = 0;
+  // OpenMP threads per model instance (see RnnModel::Options::num_threads).
+  int model_threads = 1;
+  // Model instances computing batches in parallel.
+  int instances = 1;
+  // Batching; the per-row sizes are filled in from the model.
+  Batcher::Options batching;
+  // Largest request accepted, in bytes; gRPC refuses larger ones with
+  // RESOURCE_EXHAUSTED. Default 16 MiB: about 2000 sequences of 20x100
+  // floats, four times gRPC's own 4 MiB default.
+  int max_receive_message_bytes = 16 << 20;
+};
+
+class RnnServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<RnnServer>> Start(
+      const ServerOptions& options);
+
+  // Shuts down (with the default grace) if Shutdown was not called.
+  ~RnnServer();
+
+  // The port actually listened on.
+  int grpc_port() const { return grpc_port_; }
+  const ModelSignature& signature() const { return signature_; }
+  const Batcher& batcher() const { return *batcher_; }
+  const ServingState& state() const { return state_; }
+
+  // Drains and stops: new calls are refused, calls in flight get up to
+  // `grace` to finish before gRPC cancels them, then every request the
+  // batcher accepted is answered. Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(10));
+
+  // Blocks until Shutdown has completed.
+  void Wait();
+
+ private:
+  RnnServer() = default;
+
+  ModelSignature signature_;
+  ServingState state_;
+  std::unique_ptr<Batcher> batcher_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace rnn
+
+#endif  // RNN_SERVER_RNN_SERVER_H_
