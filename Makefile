@@ -1,15 +1,22 @@
 # The two commands (see README.md):
-#   make run    install what is missing, build Release, start the server with
-#               the bundled model
+#   make run    install what is missing, build Release, start rnn-server with
+#               the bundled model on the default ports
 #   make test   install what is missing, build, run every test through ctest
-# and a few more for developers: make build, make bench, make format, make clean.
+# and some for developers:
+#   make build           configure and build (PRESET=release|debug|asan|tsan)
+#   make sanitizers      ThreadSanitizer and AddressSanitizer runs of the
+#                        batcher and model tests
+#   make bench           model benchmark (docs/benchmarks.md)
+#   make bench-serving   serving benchmarks: in-process client and h2load
+#   make format / check-format / clean
 
 PRESET ?= release
 BUILD_DIR := build/$(PRESET)
 JOBS ?= 2
 RUN_ARGS ?=
+PYTHON := /usr/bin/python3
 
-.PHONY: run test build deps bench format check-format clean
+.PHONY: run test build deps sanitizers bench bench-serving format check-format clean
 
 deps:
 	@deploy/install-deps.sh
@@ -22,11 +29,26 @@ test: build
 	ctest --preset $(PRESET) -j$(JOBS)
 
 run: build
-	$(BUILD_DIR)/model/rnn-eval $(RUN_ARGS)
+	$(BUILD_DIR)/server/rnn-server $(RUN_ARGS)
+
+# The sanitizer builds cover the code without gRPC (batcher, model loader),
+# which builds in a minute; gRPC's generated code would take many more.
+sanitizers: deps
+	cmake --preset tsan
+	cmake --build --preset tsan -j$(JOBS) --target rnn_batcher_test
+	ctest --preset tsan -R 'Batch'
+	cmake --preset asan
+	cmake --build --preset asan -j$(JOBS) --target rnn_batcher_test rnn_model_test
+	ctest --preset asan -R 'Batch|Safetensors|RnnWeights|RnnModel|Golden|Agreement'
 
 bench: build
 	$(BUILD_DIR)/tests/bench/model_bench --benchmark_repetitions=3 \
+	  --benchmark_enable_random_interleaving=true \
 	  --benchmark_report_aggregates_only=true
+
+bench-serving: build
+	$(BUILD_DIR)/tests/bench/serving_bench
+	$(PYTHON) tests/bench/h2load_bench.py $(BUILD_DIR)/server/rnn-server
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -9,7 +9,7 @@ namespace rnn {
 
 void TaskState::FinishRows(size_t rows, const absl::Status& status) {
   if (!status.ok()) {
-    absl::MutexLock lock(&error_mu_);
+    std::lock_guard<std::mutex> lock(error_mu_);
     if (error_.ok()) error_ = status;
   }
   if (unfinished_rows_.fetch_sub(rows, std::memory_order_acq_rel) != rows) {
@@ -17,7 +17,7 @@ void TaskState::FinishRows(size_t rows, const absl::Status& status) {
   }
   absl::Status result;
   {
-    absl::MutexLock lock(&error_mu_);
+    std::lock_guard<std::mutex> lock(error_mu_);
     result = error_;
   }
   std::move(task_.done)(std::move(result));

@@ -24,12 +24,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 
@@ -76,7 +76,7 @@ class TaskState {
   const absl::Time enqueued_;
   size_t next_row_ = 0;  // Rows handed to batches so far (BatchQueue only).
   std::atomic<size_t> unfinished_rows_;
-  absl::Mutex error_mu_;
+  std::mutex error_mu_;
   absl::Status error_ ABSL_GUARDED_BY(error_mu_);
 };
 

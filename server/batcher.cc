@@ -68,32 +68,32 @@ absl::Status Batcher::Submit(BatchTask task) {
         options_.output_floats_per_row, " per row"));
   }
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
       return absl::UnavailableError("server is shutting down");
     }
     absl::Status status = queue_.Push(std::move(task), rows, absl::Now());
     if (!status.ok()) return status;
   }
-  work_cv_.Signal();
+  work_cv_.notify_one();
   return absl::OkStatus();
 }
 
 void Batcher::NotifyCancelled() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     queue_.RequestSweep();
   }
-  work_cv_.Signal();
+  work_cv_.notify_one();
 }
 
 void Batcher::Stop() {
-  absl::MutexLock stop_lock(&stop_mu_);
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  work_cv_.SignalAll();
+  work_cv_.notify_all();
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) worker->thread.join();
   }
@@ -106,7 +106,7 @@ Batcher::Stats Batcher::stats() const {
 }
 
 size_t Batcher::queued_rows() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return queue_.queued_rows();
 }
 
@@ -114,7 +114,7 @@ void Batcher::WorkerLoop(Worker& worker) {
   for (;;) {
     bool have_batch = false, exit = false, more_work = false;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       for (;;) {
         have_batch = queue_.PopBatch(absl::Now(), stopping_, worker.batch,
                                      worker.dropped);
@@ -123,12 +123,17 @@ void Batcher::WorkerLoop(Worker& worker) {
           exit = true;
           break;
         }
-        work_cv_.WaitWithDeadline(&mu_, queue_.NextDueTime());
+        const absl::Time due = queue_.NextDueTime();
+        if (due == absl::InfiniteFuture()) {
+          work_cv_.wait(lock);
+        } else {
+          work_cv_.wait_until(lock, absl::ToChronoTime(due));
+        }
       }
       more_work = !queue_.empty();
     }
     // Another worker may take what this batch left behind.
-    if (more_work) work_cv_.Signal();
+    if (more_work) work_cv_.notify_one();
     if (!worker.dropped.empty()) {
       dropped_.fetch_add(static_cast<int64_t>(worker.dropped.size()),
                          std::memory_order_relaxed);
@@ -140,7 +145,7 @@ void Batcher::WorkerLoop(Worker& worker) {
     if (have_batch) Execute(worker);
     if (exit) {
       // Wake a sibling that may still be waiting, so that it exits too.
-      work_cv_.SignalAll();
+      work_cv_.notify_all();
       return;
     }
   }

@@ -24,16 +24,17 @@
 #define RNN_SERVER_BATCHER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "server/batch_queue.h"
@@ -140,12 +141,15 @@ class Batcher {
   const Options options_;
   std::vector<std::unique_ptr<Worker>> workers_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar work_cv_;
+  // std::mutex rather than absl::Mutex: ThreadSanitizer understands
+  // pthread primitives, but not an absl::Mutex from an uninstrumented
+  // (Debian-packaged) Abseil, and the batcher is what the TSan build checks.
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;
   BatchQueue queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
-  absl::Mutex stop_mu_;  // Serializes Stop; held while joining.
+  std::mutex stop_mu_;  // Serializes Stop; held while joining.
   std::atomic<int64_t> batches_{0}, rows_{0}, dropped_{0};
 };
 

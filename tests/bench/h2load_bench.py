@@ -1,0 +1,119 @@
+"""Serving throughput with an independent load generator: h2load (nghttp2).
+
+Starts the real rnn-server with batching on (--max_batch_size=64) and off
+(--max_batch_size=1), alternating twice, and drives each for --seconds with
+h2load sending gRPC-framed ModelInfer requests of one sequence, `c * m`
+requests in flight. h2load only sees HTTP status, so the server's own
+count of computed sequences (printed when it drains on SIGTERM) is checked
+against h2load's successes.
+
+Usage:
+    /usr/bin/python3 tests/bench/h2load_bench.py build/release/server/rnn-server \
+        [--seconds 5] [--connections 4] [--streams 16]
+"""
+
+import argparse
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number, wire_type, payload):
+    key = varint((number << 3) | wire_type)
+    if wire_type == 2:
+        return key + varint(len(payload)) + payload
+    return key + payload
+
+
+def infer_request(rows, t=20, c=100, seed=1):
+    """A serialized ModelInferRequest, encoded by hand from the public
+    protocol's field numbers (model_name 1, inputs 5 {name 1, datatype 2,
+    shape 3 packed}, raw_input_contents 7)."""
+    x = np.random.default_rng(seed).uniform(-1, 1, (rows, t, c)).astype("<f4")
+    shape = b"".join(varint(d) for d in (rows, t, c))
+    tensor = field(1, 2, b"sequence") + field(2, 2, b"FP32") + field(3, 2, shape)
+    return field(1, 2, b"rnn") + field(5, 2, tensor) + field(7, 2, x.tobytes())
+
+
+def start_server(binary, extra):
+    proc = subprocess.Popen([binary, "--host=127.0.0.1", "--grpc_port=0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            return proc, int(m.group(1))
+    raise RuntimeError("rnn-server did not start")
+
+
+def stop_server(proc):
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    m = re.search(r"stopped after (\d+) sequences in (\d+) batches", out)
+    return int(m.group(1)), int(m.group(2))
+
+
+def run(binary, extra, body, args):
+    proc, port = start_server(binary, extra)
+    cmd = ["h2load", "-D", str(args.seconds), "--warm-up-time=1",
+           "-c", str(args.connections), "-m", str(args.streams), "-t", "1",
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-d", body, f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    sequences, batches = stop_server(proc)
+    rps = float(re.search(r"finished in .*?, ([\d.]+) req/s", out).group(1))
+    ok = int(re.search(r"(\d+) succeeded", out).group(1))
+    status_2xx = int(re.search(r"status codes: (\d+) 2xx", out).group(1))
+    return rps, ok, status_2xx, sequences, batches
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("server")
+    p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--streams", type=int, default=16)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        body = os.path.join(tmp, "request.bin")
+        message = infer_request(1)
+        with open(body, "wb") as f:
+            f.write(b"\0" + struct.pack(">I", len(message)) + message)
+        best = {}
+        for _ in range(2):
+            for name, extra in (("on", ["--max_batch_size=64"]),
+                                ("off", ["--max_batch_size=1"])):
+                r = run(args.server, extra, body, args)
+                if name not in best or r[0] > best[name][0]:
+                    best[name] = r
+    inflight = args.connections * args.streams
+    print(f"h2load -c {args.connections} -m {args.streams} ({inflight} in flight), "
+          f"{args.seconds} s per run, best of 2\n")
+    print("| batching | req/s | avg batch (server) | h2load 2xx | sequences computed (incl. warm-up) |")
+    print("|---|---|---|---|---|")
+    for name in ("on", "off"):
+        rps, ok, s2xx, seqs, batches = best[name]
+        print(f"| {name} | {rps:.0f} | {seqs / max(batches, 1):.1f} | {s2xx} | {seqs} |")
+        if seqs < ok:
+            print(f"ERROR: server computed {seqs} sequences, h2load counted {ok}")
+            sys.exit(1)
+    print(f"\nthroughput ratio on/off: {best['on'][0] / best['off'][0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""A generic Open Inference Protocol client against the real rnn-server.
+
+It knows only what any generic client knows: the server's address and the
+name of the model. Everything else comes from the server itself, the way
+grpcurl works: the service list and the message definitions through gRPC
+server reflection, the input's name and shape through ModelMetadata. It then
+sends a batch and checks the probabilities against a numpy float64 forward
+pass of the weights file (independent of the C++ code), checks
+grpc.health.v1 with hand-encoded messages, and finally sends SIGTERM and
+expects a clean exit.
+
+Usage (ctest runs it):
+    /usr/bin/python3 tests/oip_generic_client_test.py BUILD/server/rnn-server model/rnn.safetensors
+"""
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import grpc
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_tools import protoc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "model"))
+from safetensors_io import read_safetensors  # noqa: E402
+
+SERVER, WEIGHTS = sys.argv[1], sys.argv[2]
+SERVICE = "inference.GRPCInferenceService"
+
+
+def numpy_forward(weights, x):
+    """Keras SimpleRNN(relu) + Dense(softmax), float64."""
+    w = {k: v.astype(np.float64) for k, v in weights.items()}
+    h = np.zeros((x.shape[0], w["simple_rnn/bias"].shape[0]))
+    for t in range(x.shape[1]):
+        h = np.maximum(
+            x[:, t, :] @ w["simple_rnn/kernel"] + h @ w["simple_rnn/recurrent_kernel"]
+            + w["simple_rnn/bias"], 0.0)
+    logits = h @ w["dense/kernel"] + w["dense/bias"]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reflection_stubs(tmp):
+    """Compiles the reflection protocol (generic infrastructure, like grpcurl's)."""
+    rc = protoc.main(["protoc", f"-I{HERE}", f"--python_out={tmp}",
+                      f"--grpc_python_out={tmp}",
+                      os.path.join(HERE, "reflection_v1alpha.proto")])
+    assert rc == 0, "protoc failed"
+    sys.path.insert(0, tmp)
+    import reflection_v1alpha_pb2 as pb  # noqa: E402
+    import reflection_v1alpha_pb2_grpc as pb_grpc  # noqa: E402
+    return pb, pb_grpc
+
+
+class GenericClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.proc = subprocess.Popen(
+            [SERVER, "--host=127.0.0.1", "--grpc_port=0", f"--model={WEIGHTS}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cls.port = None
+        for line in cls.proc.stdout:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                cls.port = int(m.group(1))
+                break
+        assert cls.port, "rnn-server did not report its port"
+        cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.port}")
+        grpc.channel_ready_future(cls.channel).result(timeout=10)
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pb, cls.pb_grpc = reflection_stubs(cls.tmp.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        if cls.proc.poll() is None:
+            cls.proc.kill()
+        cls.tmp.cleanup()
+
+    def reflect(self, **request):
+        stub = self.pb_grpc.ServerReflectionStub(self.channel)
+        responses = stub.ServerReflectionInfo(
+            iter([self.pb.ServerReflectionRequest(**request)]), timeout=10)
+        return next(iter(responses))
+
+    def messages(self):
+        """The inference API's message classes, built from reflection alone."""
+        response = self.reflect(file_containing_symbol=SERVICE)
+        self.assertFalse(response.HasField("error_response"), response.error_response)
+        pool = descriptor_pool.DescriptorPool()
+        for raw in response.file_descriptor_response.file_descriptor_proto:
+            fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            pool.Add(fd)
+        service = pool.FindServiceByName(SERVICE)
+        classes = {}
+        for method in service.methods:
+            classes[method.name] = (
+                message_factory.MessageFactory(pool).GetPrototype(method.input_type),
+                message_factory.MessageFactory(pool).GetPrototype(method.output_type))
+        return classes
+
+    def call(self, classes, method, request):
+        req_cls, resp_cls = classes[method]
+        rpc = self.channel.unary_unary(f"/{SERVICE}/{method}",
+                                       request_serializer=req_cls.SerializeToString,
+                                       response_deserializer=resp_cls.FromString)
+        return rpc(request, timeout=10)
+
+    def test_1_reflection_lists_the_services(self):
+        names = {s.name for s in self.reflect(list_services="*")
+                 .list_services_response.service}
+        self.assertIn(SERVICE, names)
+        self.assertIn("grpc.health.v1.Health", names)
+        self.assertIn("grpc.reflection.v1alpha.ServerReflection", names)
+
+    def test_2_health_is_serving(self):
+        check = self.channel.unary_unary("/grpc.health.v1.Health/Check",
+                                         request_serializer=lambda b: b,
+                                         response_deserializer=lambda b: b)
+        for service in (b"", SERVICE.encode()):
+            request = b"\x0a" + bytes([len(service)]) + service if service else b""
+            # HealthCheckResponse{status = SERVING (1)} encodes as 08 01.
+            self.assertEqual(check(request, timeout=10), b"\x08\x01")
+
+    def test_3_generic_inference_matches_numpy(self):
+        classes = self.messages()
+        req_cls = classes["ServerReady"][0]
+        self.assertTrue(self.call(classes, "ServerReady", req_cls()).ready)
+        meta = self.call(classes, "ModelMetadata", classes["ModelMetadata"][0](name="rnn"))
+        self.assertEqual(len(meta.inputs), 1)
+        (inp,), (out,) = meta.inputs, meta.outputs
+        self.assertEqual(inp.datatype, "FP32")
+        _, t, c = inp.shape
+        n = 5
+        x = np.random.default_rng(3).uniform(-1, 1, (n, t, c)).astype("<f4")
+        request = classes["ModelInfer"][0](model_name=meta.name, id="generic")
+        tensor = request.inputs.add(name=inp.name, datatype="FP32")
+        tensor.shape.extend([n, t, c])
+        request.raw_input_contents.append(x.tobytes())
+        response = self.call(classes, "ModelInfer", request)
+        self.assertEqual(response.id, "generic")
+        names = [o.name for o in response.outputs]
+        self.assertEqual(names, [out.name])
+        probs = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(
+            list(response.outputs[0].shape))
+        weights, _ = read_safetensors(WEIGHTS)
+        expected = numpy_forward(weights, x.astype(np.float64))
+        self.assertEqual(probs.shape, expected.shape)
+        self.assertLess(np.abs(probs - expected).max(), 1e-5)
+
+    def test_4_bad_input_gets_invalid_argument(self):
+        classes = self.messages()
+        request = classes["ModelInfer"][0](model_name="rnn")
+        tensor = request.inputs.add(name="sequence", datatype="FP32")
+        tensor.shape.extend([1, 20, 100])
+        request.raw_input_contents.append(b"\0" * 12)
+        with self.assertRaises(grpc.RpcError) as err:
+            self.call(classes, "ModelInfer", request)
+        self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("raw_input_contents[0] has 12 bytes", err.exception.details())
+
+    def test_5_sigterm_drains_and_exits_cleanly(self):
+        self.proc.send_signal(signal.SIGTERM)
+        rest = self.proc.communicate(timeout=30)[0]
+        self.assertEqual(self.proc.returncode, 0, rest)
+        self.assertIn("draining", rest)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0]], verbosity=2)
