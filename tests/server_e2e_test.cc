@@ -352,6 +352,28 @@ TEST(ServerBatchingTest, ConcurrentSingleSequencesFormBatches) {
   RecordProperty("average_batch_rows", std::to_string(average));
 }
 
+TEST(ClientRoundRobinTest, SpreadsCallsOverEveryTarget) {
+  auto a = RnnServer::Start(LoopbackOptions());
+  auto b = RnnServer::Start(LoopbackOptions());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ClientOptions client_options;
+  client_options.targets = {absl::StrCat("127.0.0.1:", (*a)->grpc_port()),
+                            absl::StrCat("127.0.0.1:", (*b)->grpc_port())};
+  auto client = *InferenceClient::Create(client_options);
+  const std::vector<float> data = RandomInput(1, kPerRow, 3);
+  InferInput in;
+  in.data = data;
+  in.shape = {1, 20, 100};
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(client->Infer(in).ok());
+  EXPECT_GT((*a)->batcher().stats().rows, 0);
+  EXPECT_GT((*b)->batcher().stats().rows, 0);
+  EXPECT_EQ((*a)->batcher().stats().rows + (*b)->batcher().stats().rows, 40);
+
+  client_options.targets = {"localhost:1", "127.0.0.1:2"};
+  EXPECT_EQ(InferenceClient::Create(client_options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ServerLifecycleTest, ShutdownTurnsHealthNotServingAndFinishesWork) {
   auto server = RnnServer::Start(LoopbackOptions());
   ASSERT_TRUE(server.ok()) << server.status();
