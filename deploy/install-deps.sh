@@ -15,7 +15,7 @@ PACKAGES="
   libdnnl-dev ocl-icd-opencl-dev libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-h5py python3-grpcio python3-grpc-tools
-  nghttp2-client
+  nghttp2-client prometheus
 "
 
 missing=""

@@ -194,6 +194,11 @@ RnnModel::RnnModel(RnnWeights weights, const Options& options)
 
 RnnModel::~RnnModel() = default;
 
+std::string RnnModel::OneDnnVersion() {
+  const dnnl_version_t* v = dnnl_version();
+  return absl::StrCat(v->major, ".", v->minor, ".", v->patch);
+}
+
 absl::StatusOr<std::unique_ptr<RnnModel>> RnnModel::Load(
     const std::string& path, const Options& options) {
   absl::StatusOr<RnnWeights> weights =

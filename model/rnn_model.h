@@ -79,6 +79,9 @@ class RnnModel {
   const RnnWeights& weights() const { return weights_; }
   const Options& options() const { return options_; }
 
+  // The oneDNN library's version, "2.6.3" (for build information).
+  static std::string OneDnnVersion();
+
   // Creates the primitives for every batch size from 1 to
   // min(max_batch_size, options().max_batch_size), so that Run on those sizes
   // creates nothing.

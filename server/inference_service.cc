@@ -11,10 +11,21 @@
 namespace rnn {
 namespace {
 
-// One ModelInfer call. Lives until gRPC calls OnDone after Finish.
+// One ModelInfer call. Lives until gRPC calls OnDone after Finish. Every
+// answer goes through FinishWith, which records the call's metrics.
 class InferReactor final : public grpc::ServerUnaryReactor {
  public:
-  explicit InferReactor(Batcher* batcher) : batcher_(batcher) {}
+  InferReactor(Batcher* batcher, Metrics* metrics)
+      : batcher_(batcher), metrics_(metrics), start_(absl::Now()) {
+    if (metrics_ != nullptr) metrics_->RequestStarted();
+  }
+
+  void FinishWith(const absl::Status& status) {
+    if (metrics_ != nullptr) {
+      metrics_->RequestFinished(status.code(), absl::Now() - start_);
+    }
+    Finish(ToGrpcStatus(status));
+  }
 
   void OnCancel() override {
     cancelled_.store(true, std::memory_order_relaxed);
@@ -27,6 +38,8 @@ class InferReactor final : public grpc::ServerUnaryReactor {
 
  private:
   Batcher* const batcher_;
+  Metrics* const metrics_;
+  const absl::Time start_;
   std::atomic<bool> cancelled_{false};
   DecodedRequest decoded_;  // Holds the rows' aligned copy, if one was made.
 };
@@ -42,11 +55,12 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
 
 InferenceService::InferenceService(ModelSignature signature,
                                    std::string server_version, Batcher* batcher,
-                                   const ServingState* state)
+                                   const ServingState* state, Metrics* metrics)
     : signature_(std::move(signature)),
       server_version_(std::move(server_version)),
       batcher_(batcher),
-      state_(state) {}
+      state_(state),
+      metrics_(metrics) {}
 
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
@@ -96,18 +110,18 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* context,
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
-  auto* reactor = new InferReactor(batcher_);
+  auto* reactor = new InferReactor(batcher_, metrics_);
   if (!state_->serving()) {
-    reactor->Finish(ToGrpcStatus(absl::UnavailableError(absl::StrCat(
+    reactor->FinishWith(absl::UnavailableError(absl::StrCat(
         "model '", signature_.name, "' is not ready (server ",
         state_->phase() == ServingState::Phase::kStarting ? "starting"
                                                           : "shutting down",
-        ")"))));
+        ")")));
     return reactor;
   }
   DecodedRequest& decoded = reactor->decoded();
   if (absl::Status s = DecodeRequest(signature_, *request, decoded); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+    reactor->FinishWith(s);
     return reactor;
   }
   BatchTask task;
@@ -116,9 +130,9 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
   task.deadline = std::min(absl::FromChrono(context->deadline()),
                            absl::Now() + decoded.queue_timeout);
   task.is_cancelled = [reactor] { return reactor->cancelled(); };
-  task.done = [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); };
+  task.done = [reactor](absl::Status s) { reactor->FinishWith(s); };
   if (absl::Status s = batcher_->Submit(std::move(task)); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+    reactor->FinishWith(s);
   }
   return reactor;
 }

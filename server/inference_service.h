@@ -18,6 +18,7 @@
 #include "proto/grpc_predict_v2.grpc.pb.h"
 #include "server/batcher.h"
 #include "server/inference_codec.h"
+#include "server/metrics.h"
 #include "server/serving_state.h"
 
 namespace rnn {
@@ -25,9 +26,11 @@ namespace rnn {
 class InferenceService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
-  // `batcher` and `state` are not owned and must outlive the service.
+  // `batcher`, `state` and `metrics` are not owned and must outlive the
+  // service; `metrics` may be null (metrics off).
   InferenceService(ModelSignature signature, std::string server_version,
-                   Batcher* batcher, const ServingState* state);
+                   Batcher* batcher, const ServingState* state,
+                   Metrics* metrics);
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -59,6 +62,7 @@ class InferenceService final
   const std::string server_version_;
   Batcher* const batcher_;
   const ServingState* const state_;
+  Metrics* const metrics_;
 };
 
 }  // namespace rnn

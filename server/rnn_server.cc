@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -62,15 +63,41 @@ absl::StatusOr<std::unique_ptr<RnnServer>> RnnServer::Start(
     executors.push_back(std::make_unique<ModelExecutor>(*std::move(model)));
   }
 
+  if (options.metrics_port >= 0) {
+    Metrics::Options metrics_options;
+    metrics_options.model = sig.name;
+    metrics_options.version = sig.version;
+    metrics_options.max_batch_size = options.batching.max_batch_size;
+    metrics_options.server_version = PROJECT_VERSION;
+    metrics_options.grpc_version = grpc::Version();
+    metrics_options.onednn_version = RnnModel::OneDnnVersion();
+    server->metrics_ = std::make_unique<Metrics>(metrics_options);
+    absl::StatusOr<std::unique_ptr<MetricsServer>> exposer =
+        MetricsServer::Start(
+            absl::StrCat(options.host, ":", options.metrics_port),
+            server->metrics_->registry());
+    if (!exposer.ok()) return exposer.status();
+    server->metrics_server_ = *std::move(exposer);
+  }
+
   Batcher::Options batching = options.batching;
   batching.input_floats_per_row = sig.input_floats_per_row();
   batching.output_floats_per_row = sig.output_floats_per_row();
+  batching.observer = server->metrics_.get();
   absl::StatusOr<std::unique_ptr<Batcher>> batcher =
       Batcher::Create(batching, std::move(executors));
   if (!batcher.ok()) return batcher.status();
   server->batcher_ = *std::move(batcher);
+  if (server->metrics_ != nullptr) {
+    Batcher* batcher = server->batcher_.get();
+    server->metrics_->SetQueueDepthSource(
+        [batcher] { return static_cast<int64_t>(batcher->queued_rows()); });
+    const ServingState* state = &server->state_;
+    server->metrics_->SetModelReadySource([state] { return state->serving(); });
+  }
   server->service_ = std::make_unique<InferenceService>(
-      sig, PROJECT_VERSION, server->batcher_.get(), &server->state_);
+      sig, PROJECT_VERSION, server->batcher_.get(), &server->state_,
+      server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

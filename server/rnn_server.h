@@ -27,6 +27,8 @@
 #include "server/batcher.h"
 #include "server/inference_codec.h"
 #include "server/inference_service.h"
+#include "server/metrics.h"
+#include "server/metrics_server.h"
 #include "server/serving_state.h"
 
 namespace rnn {
@@ -36,6 +38,9 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   // gRPC port; 0 picks a free one (see RnnServer::grpc_port()).
   int grpc_port = 8001;
+  // Port of the Prometheus endpoint http://host:port/metrics, on `host`;
+  // 0 picks a free one, -1 turns metrics off.
+  int metrics_port = 8002;
   // Safetensors weights file.
   std::string model_path;
   std::string model_name = "rnn";
@@ -61,8 +66,12 @@ class RnnServer {
   // Shuts down (with the default grace) if Shutdown was not called.
   ~RnnServer();
 
-  // The port actually listened on.
+  // The ports actually listened on; metrics_port() is -1 when metrics are
+  // off.
   int grpc_port() const { return grpc_port_; }
+  int metrics_port() const {
+    return metrics_server_ ? metrics_server_->port() : -1;
+  }
   const ModelSignature& signature() const { return signature_; }
   const Batcher& batcher() const { return *batcher_; }
   const ServingState& state() const { return state_; }
@@ -80,6 +89,10 @@ class RnnServer {
 
   ModelSignature signature_;
   ServingState state_;
+  // Declared before the batcher and the service, which report to it, so
+  // that it is destroyed after them.
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, host, "0.0.0.0",
           "Address to listen on (0.0.0.0: every IPv4 interface; [::] for "
           "IPv6)");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free port)");
+ABSL_FLAG(int, metrics_port, 8002,
+          "Port of the Prometheus endpoint /metrics, on --host (0: pick a "
+          "free port; -1: no metrics)");
 ABSL_FLAG(std::string, model, "",
           "Safetensors weights file (default: the bundled rnn.safetensors)");
 ABSL_FLAG(std::string, model_name, "rnn", "Name the model is served under");
@@ -59,6 +62,7 @@ absl::StatusOr<rnn::ServerOptions> OptionsFromFlags() {
   rnn::ServerOptions o;
   o.host = absl::GetFlag(FLAGS_host);
   o.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.model_path = absl::GetFlag(FLAGS_model);
   if (o.model_path.empty()) {
     o.model_path = rnn::FindBundledFile(rnn::kBundledModelFile);
@@ -73,6 +77,9 @@ absl::StatusOr<rnn::ServerOptions> OptionsFromFlags() {
   const int64_t queue = absl::GetFlag(FLAGS_max_queue_size);
   if (o.grpc_port < 0 || o.grpc_port > 65535) {
     return absl::InvalidArgumentError("--grpc_port must be in [0, 65535]");
+  }
+  if (o.metrics_port < -1 || o.metrics_port > 65535) {
+    return absl::InvalidArgumentError("--metrics_port must be in [-1, 65535]");
   }
   if (max_batch < 1 || delay_us < 0 || queue < 1 || o.model_threads < 1 ||
       o.instances < 1 || o.max_receive_message_bytes < 1 ||
@@ -135,6 +142,10 @@ int main(int argc, char** argv) {
       static_cast<long long>(absl::GetFlag(FLAGS_max_queue_delay_us)),
       options->batching.max_queue_size, options->host.c_str(),
       (*server)->grpc_port());
+  if ((*server)->metrics_port() >= 0) {
+    std::printf("metrics on http://%s:%d/metrics\n", options->host.c_str(),
+                (*server)->metrics_port());
+  }
   std::fflush(stdout);
 
   std::thread waiter([&] {

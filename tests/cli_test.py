@@ -35,7 +35,8 @@ def numpy_forward(weights, x):
 class CliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = subprocess.Popen([SERVER, "--host=127.0.0.1", "--grpc_port=0"],
+        cls.server = subprocess.Popen([SERVER, "--host=127.0.0.1", "--grpc_port=0",
+                                       "--metrics_port=0"],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True)
         for line in cls.server.stdout:
@@ -116,7 +117,8 @@ class CliTest(unittest.TestCase):
                            timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--max_batch_size", r.stderr)
-        r = subprocess.run([SERVER, "--grpc_port=0", "--model=/nonexistent.safetensors"],
+        r = subprocess.run([SERVER, "--grpc_port=0", "--metrics_port=-1",
+                            "--model=/nonexistent.safetensors"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertIn("/nonexistent.safetensors", r.stderr)

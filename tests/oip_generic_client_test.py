@@ -64,7 +64,8 @@ class GenericClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.proc = subprocess.Popen(
-            [SERVER, "--host=127.0.0.1", "--grpc_port=0", f"--model={WEIGHTS}"],
+            [SERVER, "--host=127.0.0.1", "--grpc_port=0", "--metrics_port=0",
+             f"--model={WEIGHTS}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         cls.port = None
         for line in cls.proc.stdout:

@@ -37,6 +37,9 @@ ServerOptions LoopbackOptions() {
   ServerOptions o;
   o.host = "127.0.0.1";
   o.grpc_port = 0;
+  // Off here: tests/metrics_e2e_test.cc covers metrics, and each metrics
+  // endpoint takes prometheus-cpp's 2 s poll interval to shut down.
+  o.metrics_port = -1;
   o.model_path = kModel;
   return o;
 }

@@ -52,7 +52,8 @@ def infer_request(rows, t=20, c=100, seed=1):
 
 
 def start_server(binary, extra):
-    proc = subprocess.Popen([binary, "--host=127.0.0.1", "--grpc_port=0", *extra],
+    proc = subprocess.Popen([binary, "--host=127.0.0.1", "--grpc_port=0", "--metrics_port=0",
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)

@@ -64,6 +64,7 @@ Target Start(size_t max_batch, absl::Duration delay) {
   ServerOptions options;
   options.host = "127.0.0.1";
   options.grpc_port = 0;
+  options.metrics_port = 0;
   options.model_path = FindBundledFile(kBundledModelFile);
   options.batching.max_batch_size = max_batch;
   options.batching.max_queue_delay = delay;
