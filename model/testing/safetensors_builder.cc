@@ -22,8 +22,8 @@ SafetensorsBuilder& SafetensorsBuilder::AddRaw(const std::string& name,
                                                const std::string& dtype,
                                                std::vector<int64_t> shape,
                                                std::string bytes) {
-  entries_.push_back(
-      {name, dtype, std::move(shape), data_.size(), data_.size() + bytes.size()});
+  entries_.push_back({name, dtype, std::move(shape), data_.size(),
+                      data_.size() + bytes.size()});
   data_ += bytes;
   return *this;
 }
@@ -82,7 +82,8 @@ RnnWeights RandomWeights(int t, int c, int h, int o, uint32_t seed) {
   std::mt19937 rng(seed);
   const auto fill = [&rng](size_t count, int fan_in, int fan_out) {
     std::uniform_real_distribution<float> dist(
-        -std::sqrt(6.f / (fan_in + fan_out)), std::sqrt(6.f / (fan_in + fan_out)));
+        -std::sqrt(6.f / (fan_in + fan_out)),
+        std::sqrt(6.f / (fan_in + fan_out)));
     std::vector<float> values(count);
     for (float& v : values) v = dist(rng);
     return values;
