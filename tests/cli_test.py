@@ -7,7 +7,6 @@ Usage (ctest runs it):
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,32 +17,15 @@ import numpy as np
 
 SERVER, CLIENT, MODEL_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, MODEL_DIR)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import read_safetensors  # noqa: E402
-
-
-def numpy_forward(weights, x):
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
-    h = np.zeros((x.shape[0], w["simple_rnn/bias"].shape[0]))
-    for t in range(x.shape[1]):
-        h = np.maximum(x[:, t, :] @ w["simple_rnn/kernel"]
-                       + h @ w["simple_rnn/recurrent_kernel"] + w["simple_rnn/bias"], 0)
-    logits = h @ w["dense/kernel"] + w["dense/bias"]
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+from testlib import numpy_forward, start_server  # noqa: E402
 
 
 class CliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = subprocess.Popen([SERVER, "--host=127.0.0.1", "--grpc_port=0",
-                                       "--metrics_port=0"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True)
-        for line in cls.server.stdout:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                cls.target = f"127.0.0.1:{m.group(1)}"
-                break
+        cls.server, cls.target, _ = start_server(SERVER)
         cls.tmp = tempfile.TemporaryDirectory()
 
     @classmethod

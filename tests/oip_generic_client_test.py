@@ -14,9 +14,7 @@ Usage (ctest runs it):
 """
 
 import os
-import re
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -31,21 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model"))
 from safetensors_io import read_safetensors  # noqa: E402
 
+sys.path.insert(0, HERE)
+from testlib import numpy_forward, start_server  # noqa: E402
+
 SERVER, WEIGHTS = sys.argv[1], sys.argv[2]
 SERVICE = "inference.GRPCInferenceService"
-
-
-def numpy_forward(weights, x):
-    """Keras SimpleRNN(relu) + Dense(softmax), float64."""
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
-    h = np.zeros((x.shape[0], w["simple_rnn/bias"].shape[0]))
-    for t in range(x.shape[1]):
-        h = np.maximum(
-            x[:, t, :] @ w["simple_rnn/kernel"] + h @ w["simple_rnn/recurrent_kernel"]
-            + w["simple_rnn/bias"], 0.0)
-    logits = h @ w["dense/kernel"] + w["dense/bias"]
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def reflection_stubs(tmp):
@@ -63,17 +51,8 @@ def reflection_stubs(tmp):
 class GenericClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.proc = subprocess.Popen(
-            [SERVER, "--host=127.0.0.1", "--grpc_port=0", "--metrics_port=0",
-             f"--model={WEIGHTS}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        cls.port = None
-        for line in cls.proc.stdout:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                cls.port = int(m.group(1))
-                break
-        assert cls.port, "rnn-server did not report its port"
+        cls.proc, address, _ = start_server(SERVER, f"--model={WEIGHTS}")
+        cls.port = int(address.rsplit(":", 1)[1])
         cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.port}")
         grpc.channel_ready_future(cls.channel).result(timeout=10)
         cls.tmp = tempfile.TemporaryDirectory()

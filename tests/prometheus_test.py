@@ -12,7 +12,6 @@ Usage (ctest runs it):
 
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,8 +25,11 @@ import urllib.request
 
 import grpc
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "bench"))
 from h2load_bench import field, varint  # noqa: E402
+from testlib import start_server  # noqa: E402
 
 SERVER, CLIENT = sys.argv[1], sys.argv[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -57,20 +59,7 @@ def get(url, timeout=10):
 class PrometheusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = subprocess.Popen(
-            [SERVER, "--host=127.0.0.1", "--grpc_port=0", "--metrics_port=0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        cls.grpc = cls.metrics = None
-        for line in cls.server.stdout:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                cls.grpc = f"127.0.0.1:{m.group(1)}"
-            m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
-            if m:
-                cls.metrics = f"127.0.0.1:{m.group(1)}"
-            if cls.grpc and cls.metrics:
-                break
-        assert cls.grpc and cls.metrics, "rnn-server did not report its ports"
+        cls.server, cls.grpc, cls.metrics = start_server(SERVER)
         # Known traffic: 3 good calls of 4 sequences (rnn-client), then one
         # ModelInfer for an unknown model and one whose payload is too short
         # (raw protocol bytes through grpcio).

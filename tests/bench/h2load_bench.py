@@ -26,6 +26,9 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from testlib import start_server  # noqa: E402
+
 
 def varint(n):
     out = bytearray()
@@ -54,17 +57,6 @@ def infer_request(rows, t=20, c=100, seed=1):
     return field(1, 2, b"rnn") + field(5, 2, tensor) + field(7, 2, x.tobytes())
 
 
-def start_server(binary, extra):
-    proc = subprocess.Popen([binary, "--host=127.0.0.1", "--grpc_port=0", "--metrics_port=0",
-                             *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
-    raise RuntimeError("rnn-server did not start")
-
-
 def stop_server(proc):
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=60)[0]
@@ -73,7 +65,8 @@ def stop_server(proc):
 
 
 def run(binary, extra, body, args):
-    proc, port = start_server(binary, extra)
+    proc, address, _ = start_server(binary, *extra)
+    port = int(address.rsplit(":", 1)[1])
     cmd = ["h2load", "-D", str(args.seconds), "--warm-up-time=1",
            "-c", str(args.connections), "-m", str(args.streams), "-t", "1",
            "-H", "content-type: application/grpc", "-H", "te: trailers",

@@ -55,6 +55,22 @@ struct Result {
   }
 };
 
+// Collects answers from the client's callback threads.
+struct Recorder {
+  absl::Mutex mu;
+  Result result;
+
+  void Record(const absl::StatusOr<InferOutput>& out, absl::Duration latency) {
+    absl::MutexLock lock(&mu);
+    if (out.ok()) {
+      ++result.ok;
+      result.latencies_us.push_back(absl::ToDoubleMicroseconds(latency));
+    } else {
+      ++result.errors;
+    }
+  }
+};
+
 struct Target {
   std::unique_ptr<RnnServer> server;
   std::unique_ptr<InferenceClient> client;
@@ -81,9 +97,7 @@ Target Start(size_t max_batch, absl::Duration delay) {
 // returns, for `duration`.
 Result ClosedLoop(Target& t, int concurrency, absl::Duration duration,
                   const std::vector<float>& pool) {
-  struct State {
-    absl::Mutex mu;
-    Result result;
+  struct State : Recorder {
     std::atomic<int> active{0};
     absl::Time end;
   } state;
@@ -97,16 +111,7 @@ Result ClosedLoop(Target& t, int concurrency, absl::Duration duration,
     t.client->InferAsync(in,
                          [&, slot, n, start](absl::StatusOr<InferOutput> out) {
                            const absl::Time now = absl::Now();
-                           {
-                             absl::MutexLock lock(&state.mu);
-                             if (out.ok()) {
-                               ++state.result.ok;
-                               state.result.latencies_us.push_back(
-                                   absl::ToDoubleMicroseconds(now - start));
-                             } else {
-                               ++state.result.errors;
-                             }
-                           }
+                           state.Record(out, now - start);
                            if (now < state.end) {
                              send(slot, n + 1);
                            } else {
@@ -132,9 +137,7 @@ Result ClosedLoop(Target& t, int concurrency, absl::Duration duration,
 // Requests sent at a fixed `rate`, whatever the answers do.
 Result OpenLoop(Target& t, double rate, absl::Duration duration,
                 const std::vector<float>& pool) {
-  struct State {
-    absl::Mutex mu;
-    Result result;
+  struct State : Recorder {
     std::atomic<int64_t> outstanding{0};
   } state;
   const size_t pool_rows = pool.size() / kPerRow;
@@ -151,17 +154,7 @@ Result OpenLoop(Target& t, double rate, absl::Duration duration,
     in.shape = {1, 20, 100};
     state.outstanding.fetch_add(1);
     t.client->InferAsync(in, [&, scheduled](absl::StatusOr<InferOutput> out) {
-      const absl::Time now = absl::Now();
-      {
-        absl::MutexLock lock(&state.mu);
-        if (out.ok()) {
-          ++state.result.ok;
-          state.result.latencies_us.push_back(
-              absl::ToDoubleMicroseconds(now - scheduled));
-        } else {
-          ++state.result.errors;
-        }
-      }
+      state.Record(out, absl::Now() - scheduled);
       state.outstanding.fetch_sub(1);
     });
   }

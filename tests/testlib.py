@@ -1,0 +1,47 @@
+"""Helpers shared by the Python tests and benchmarks (tests/*.py,
+tests/bench/*.py): starting the real rnn-server on free loopback ports, and
+the numpy float64 forward pass used as an oracle independent of the C++.
+"""
+
+import re
+import subprocess
+
+import numpy as np
+
+
+def start_server(binary, *flags):
+    """Starts rnn-server on 127.0.0.1 with free ports; returns
+    (process, grpc "host:port", metrics "host:port" or None). The process's
+    stdout is left open for the caller to read what remains."""
+    has_metrics = not any(f == "--metrics_port=-1" for f in flags)
+    args = [binary, "--host=127.0.0.1", "--grpc_port=0"]
+    if has_metrics and not any(f.startswith("--metrics_port") for f in flags):
+        args.append("--metrics_port=0")
+    proc = subprocess.Popen(args + list(flags), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    grpc_address = metrics_address = None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        m = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        if m:
+            grpc_address = m.group(1)
+        m = re.search(r"metrics on http://(127\.0\.0\.1:\d+)/metrics", line)
+        if m:
+            metrics_address = m.group(1)
+        if grpc_address and (metrics_address or not has_metrics):
+            return proc, grpc_address, metrics_address
+    raise RuntimeError("rnn-server did not start:\n" + "".join(seen))
+
+
+def numpy_forward(weights, x):
+    """Keras SimpleRNN(relu) + Dense(softmax) in float64. `weights` maps the
+    Keras tensor names to arrays; `x` is [N, T, C]."""
+    w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    h = np.zeros((x.shape[0], w["simple_rnn/bias"].shape[0]))
+    for t in range(x.shape[1]):
+        h = np.maximum(x[:, t, :] @ w["simple_rnn/kernel"]
+                       + h @ w["simple_rnn/recurrent_kernel"] + w["simple_rnn/bias"], 0.0)
+    logits = h @ w["dense/kernel"] + w["dense/bias"]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
