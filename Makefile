@@ -31,15 +31,16 @@ test: build
 run: build
 	$(BUILD_DIR)/server/rnn-server $(RUN_ARGS)
 
-# The sanitizer builds cover the code without gRPC (batcher, model loader),
-# which builds in a minute; gRPC's generated code would take many more.
+# The sanitizer builds cover the code without gRPC (batcher, metrics, model
+# loader), which builds in a minute or two; gRPC's generated code would take
+# many more.
 sanitizers: deps
 	cmake --preset tsan
-	cmake --build --preset tsan -j$(JOBS) --target rnn_batcher_test
-	ctest --preset tsan -R 'Batch'
+	cmake --build --preset tsan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test
+	ctest --preset tsan -R 'Batch|Metrics[.]'
 	cmake --preset asan
-	cmake --build --preset asan -j$(JOBS) --target rnn_batcher_test rnn_model_test
-	ctest --preset asan -R 'Batch|Safetensors|RnnWeights|RnnModel|Golden|Agreement'
+	cmake --build --preset asan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test rnn_model_test
+	ctest --preset asan -R 'Batch|Metrics[.]|Safetensors|RnnWeights|RnnModel|Golden|Agreement'
 
 bench: build
 	$(BUILD_DIR)/tests/bench/model_bench --benchmark_repetitions=3 \
