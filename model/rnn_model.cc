@@ -108,7 +108,7 @@ struct RnnModel::Impl {
                       h = w.hidden_size, o = w.num_classes;
     dnnl::primitive_attr attr;
     // User scratchpads: each plan owns its own, so instances never share
-    // library-managed buffers and Run allocates nothing.
+    // library-managed buffers and Run allocates no scratch memory.
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     auto plan = std::make_unique<Plan>();
 

@@ -8,8 +8,10 @@
 // with the weights reordered once into the layout each primitive prefers.
 // Primitives for a batch size are created the first time that size runs (or
 // by WarmUp) and reused, so a warmed-up Run creates no primitive and
-// allocates nothing: the input is read where the caller holds it and the
-// probabilities are written straight into the caller's output.
+// allocates no buffer: the input is read where the caller holds it and the
+// probabilities are written straight into the caller's output. (oneDNN's
+// execute still builds a small argument map internally on each call; that
+// is the only allocation left, a fixed few per call, none per row.)
 //
 // All oneDNN 2.x API use (op descriptors) lives in rnn_model.cc; `dnnl::error`
 // never escapes, it becomes an absl::Status.
