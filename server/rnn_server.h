@@ -89,13 +89,14 @@ class RnnServer {
 
   ModelSignature signature_;
   ServingState state_;
-  // Declared before the batcher and the service, which report to it, so
-  // that it is destroyed after them.
+  // Members are destroyed bottom up. Metrics outlives the batcher and the
+  // service, which report to it; the metrics endpoint goes first, since a
+  // scrape reads the batcher's queue depth.
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   int grpc_port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
