@@ -14,6 +14,9 @@
 #include "absl/synchronization/notification.h"
 #include "client/inference_client.h"
 #include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "model/rnn_weights.h"
 #include "model/safetensors.h"
@@ -237,6 +240,62 @@ TEST_F(ServerTest, QueueTimeoutParameterExpiresQueuedRequests) {
   EXPECT_EQ(server_->batcher().stats().dropped, 1);
   EXPECT_EQ(server_->batcher().stats().rows, 0);
 }
+
+// A queued request whose client cancels it (true) or whose gRPC deadline
+// passes (false) is dropped at once and never computed.
+class ServerCancellationTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ServerCancellationTest, QueuedRequestIsDroppedNotComputed) {
+  const bool cancel = GetParam();
+  // A lone request waits up to max_queue_delay for its batch to fill: long
+  // enough here for it to be cancelled, or to expire, while surely queued.
+  ServerOptions options = LoopbackOptions();
+  options.batching.max_queue_delay = absl::Seconds(10);
+  auto server = RnnServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->grpc_port()),
+                          grpc::InsecureChannelCredentials());
+  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  const std::vector<float> data = RandomInput(1, kPerRow, 2);
+  InferInput in;
+  in.data = data;
+  in.shape = {1, 20, 100};
+  const inference::ModelInferRequest request =
+      InferenceClient::BuildRequest(in);
+  inference::ModelInferResponse response;
+  grpc::ClientContext context;
+  const absl::Time sent = absl::Now();
+  if (!cancel)
+    context.set_deadline(absl::ToChronoTime(sent + absl::Seconds(1)));
+  absl::Notification done;
+  grpc::Status status;
+  stub->async()->ModelInfer(&context, &request, &response, [&](grpc::Status s) {
+    status = s;
+    done.Notify();
+  });
+  const absl::Time give_up = sent + absl::Seconds(8);
+  while ((*server)->batcher().queued_rows() == 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Microseconds(100));
+  }
+  ASSERT_EQ((*server)->batcher().queued_rows(), 1u);
+  if (cancel) context.TryCancel();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(8)));
+  EXPECT_EQ(status.error_code(), cancel ? grpc::StatusCode::CANCELLED
+                                        : grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server drops it promptly, long before its batch would be due.
+  while ((*server)->batcher().stats().dropped == 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Microseconds(100));
+  }
+  EXPECT_EQ((*server)->batcher().stats().dropped, 1);
+  EXPECT_EQ((*server)->batcher().queued_rows(), 0u);
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(8));
+  (*server)->Shutdown(absl::Seconds(5));
+  EXPECT_EQ((*server)->batcher().stats().rows, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(CancelOrDeadline, ServerCancellationTest,
+                         ::testing::Bool());
 
 TEST(ServerLimitsTest, OversizedMessageIsRefusedByGrpc) {
   ServerOptions options = LoopbackOptions();
