@@ -16,6 +16,7 @@
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
 #include "server/testing/http_get.h"
+#include "tests/testing/infer_all.h"
 
 namespace rnn {
 namespace {
@@ -88,20 +89,14 @@ TEST(MetricsEndToEndTest, ScrapeAgreesWithTheTrafficSent) {
   for (int burst = 0; burst < 5 && refused == 0; ++burst) {
     constexpr int kBurst = 100;
     const std::vector<float> data = RandomInput(7, kPerRow, 100 + burst);
-    std::vector<absl::StatusOr<InferOutput>> out(kBurst,
-                                                 absl::UnknownError("none"));
-    std::vector<absl::Notification> done(kBurst);
-    for (int i = 0; i < kBurst; ++i) {
-      InferInput in;
+    std::vector<InferInput> calls(kBurst);
+    for (InferInput& in : calls) {
       in.data = data;
       in.shape = {7, 20, 100};
-      client->InferAsync(in, [&, i](absl::StatusOr<InferOutput> o) {
-        out[i] = std::move(o);
-        done[i].Notify();
-      });
     }
+    const std::vector<absl::StatusOr<InferOutput>> out =
+        testing::InferAllAtOnce(*client, calls);
     for (int i = 0; i < kBurst; ++i) {
-      ASSERT_TRUE(done[i].WaitForNotificationWithTimeout(absl::Seconds(30)));
       if (out[i].ok()) {
         ++ok;
         ok_rows += 7;

@@ -24,6 +24,7 @@
 #include "model/testing/safetensors_builder.h"
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
+#include "tests/testing/infer_all.h"
 
 namespace rnn {
 namespace {
@@ -214,18 +215,11 @@ TEST_F(ServerTest, ConcurrentCallersEachGetTheirOwnAnswer) {
   for (int i = 0; i < kCallers; ++i) {
     inputs.push_back(RandomInput(1 + i % 3, kPerRow, 1000 + i));
   }
-  std::vector<absl::StatusOr<InferOutput>> outputs(
-      kCallers, absl::UnknownError("no answer"));
-  std::vector<absl::Notification> done(kCallers);
+  std::vector<InferInput> calls;
+  for (const auto& input : inputs) calls.push_back(Input(input));
+  const std::vector<absl::StatusOr<InferOutput>> outputs =
+      testing::InferAllAtOnce(*client_, calls);
   for (int i = 0; i < kCallers; ++i) {
-    client_->InferAsync(Input(inputs[i]),
-                        [&, i](absl::StatusOr<InferOutput> out) {
-                          outputs[i] = std::move(out);
-                          done[i].Notify();
-                        });
-  }
-  for (int i = 0; i < kCallers; ++i) {
-    ASSERT_TRUE(done[i].WaitForNotificationWithTimeout(absl::Seconds(30)));
     ExpectReference(inputs[i], outputs[i]);
   }
 }
@@ -334,20 +328,14 @@ TEST(ServerLimitsTest, FullQueueRefusesWithUnavailableAndLosesNothing) {
   for (int burst = 0; burst < 5 && refused == 0; ++burst) {
     constexpr int kBurst = 200;
     const std::vector<float> data = RandomInput(kBurst, kPerRow, burst);
-    std::vector<absl::StatusOr<InferOutput>> outputs(
-        kBurst, absl::UnknownError("no answer"));
-    std::vector<absl::Notification> done(kBurst);
+    std::vector<InferInput> calls(kBurst);
     for (int i = 0; i < kBurst; ++i) {
-      InferInput in;
-      in.data = absl::MakeConstSpan(data).subspan(i * kPerRow, kPerRow);
-      in.shape = {1, 20, 100};
-      client->InferAsync(in, [&, i](absl::StatusOr<InferOutput> out) {
-        outputs[i] = std::move(out);
-        done[i].Notify();
-      });
+      calls[i].data = absl::MakeConstSpan(data).subspan(i * kPerRow, kPerRow);
+      calls[i].shape = {1, 20, 100};
     }
+    const std::vector<absl::StatusOr<InferOutput>> outputs =
+        testing::InferAllAtOnce(*client, calls);
     for (int i = 0; i < kBurst; ++i) {
-      ASSERT_TRUE(done[i].WaitForNotificationWithTimeout(absl::Seconds(30)));
       if (outputs[i].ok()) {
         ++ok;
         const std::vector<double> ref =

@@ -69,6 +69,17 @@ struct Recorder {
       ++result.errors;
     }
   }
+
+  // The result of a run that began at `begin` with the batcher at `before`
+  // and ended with it at `after`.
+  Result Finish(absl::Time begin, const Batcher::Stats& before,
+                const Batcher::Stats& after) {
+    absl::MutexLock lock(&mu);
+    result.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
+    result.average_batch = static_cast<double>(after.rows - before.rows) /
+                           std::max<int64_t>(1, after.batches - before.batches);
+    return std::move(result);
+  }
 };
 
 struct Target {
@@ -125,13 +136,7 @@ Result ClosedLoop(Target& t, int concurrency, absl::Duration duration,
   state.active = concurrency;
   for (int i = 0; i < concurrency; ++i) send(i, 0);
   while (state.active.load() > 0) absl::SleepFor(absl::Milliseconds(1));
-  const Batcher::Stats after = t.server->batcher().stats();
-  absl::MutexLock lock(&state.mu);
-  state.result.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  state.result.average_batch =
-      static_cast<double>(after.rows - before.rows) /
-      std::max<int64_t>(1, after.batches - before.batches);
-  return std::move(state.result);
+  return state.Finish(begin, before, t.server->batcher().stats());
 }
 
 // Requests sent at a fixed `rate`, whatever the answers do.
@@ -159,13 +164,7 @@ Result OpenLoop(Target& t, double rate, absl::Duration duration,
     });
   }
   while (state.outstanding.load() > 0) absl::SleepFor(absl::Milliseconds(1));
-  const Batcher::Stats after = t.server->batcher().stats();
-  absl::MutexLock lock(&state.mu);
-  state.result.seconds = absl::ToDoubleSeconds(absl::Now() - begin);
-  state.result.average_batch =
-      static_cast<double>(after.rows - before.rows) /
-      std::max<int64_t>(1, after.batches - before.batches);
-  return std::move(state.result);
+  return state.Finish(begin, before, t.server->batcher().stats());
 }
 
 void PrintRow(const std::string& name, const Result& r) {
