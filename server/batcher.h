@@ -1,7 +1,7 @@
 // Batcher: the dynamic batcher between the gRPC service and the model.
 //
 // Many small concurrent requests become few large model calls: on one core
-// the model computes about 55k sequences/s one at a time and about 210k/s in
+// the model computes about 65k sequences/s one at a time and about 235k/s in
 // batches of 64 (docs/benchmarks.md). The batching rules are BatchQueue's
 // (batch_queue.h); this class adds the threads.
 //
