@@ -16,7 +16,7 @@
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
 #include "server/testing/http_get.h"
-#include "tests/testing/infer_all.h"
+#include "tests/testing/client_helpers.h"
 
 namespace rnn {
 namespace {
@@ -63,9 +63,7 @@ TEST(MetricsEndToEndTest, ScrapeAgreesWithTheTrafficSent) {
   options.batching.max_queue_size = 64;
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
-  ClientOptions client_options;
-  client_options.targets = {absl::StrCat("127.0.0.1:", (*server)->grpc_port())};
-  auto client = *InferenceClient::Create(client_options);
+  auto client = testing::LoopbackClient((*server)->grpc_port());
 
   int64_t ok = 0, ok_rows = 0, refused = 0;
   for (int rows : {1, 7, 64}) {

@@ -24,7 +24,7 @@
 #include "model/testing/safetensors_builder.h"
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
-#include "tests/testing/infer_all.h"
+#include "tests/testing/client_helpers.h"
 
 namespace rnn {
 namespace {
@@ -55,12 +55,7 @@ class ServerTest : public ::testing::Test {
         RnnServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    ClientOptions client_options;
-    client_options.targets = {absl::StrCat("127.0.0.1:", server_->grpc_port())};
-    absl::StatusOr<std::unique_ptr<InferenceClient>> client =
-        InferenceClient::Create(client_options);
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = *std::move(client);
+    client_ = testing::LoopbackClient(server_->grpc_port());
     weights_ = *RnnWeights::Load(kModel);
   }
 
@@ -296,9 +291,7 @@ TEST(ServerLimitsTest, OversizedMessageIsRefusedByGrpc) {
   options.max_receive_message_bytes = 1 << 20;
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
-  ClientOptions client_options;
-  client_options.targets = {absl::StrCat("127.0.0.1:", (*server)->grpc_port())};
-  auto client = *InferenceClient::Create(client_options);
+  auto client = testing::LoopbackClient((*server)->grpc_port());
   const std::vector<float> big = RandomInput(200, kPerRow, 1);  // 1.6 MB
   InferInput in;
   in.data = big;
@@ -317,9 +310,7 @@ TEST(ServerLimitsTest, FullQueueRefusesWithUnavailableAndLosesNothing) {
   options.batching.max_queue_size = 1;
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
-  ClientOptions client_options;
-  client_options.targets = {absl::StrCat("127.0.0.1:", (*server)->grpc_port())};
-  auto client = *InferenceClient::Create(client_options);
+  auto client = testing::LoopbackClient((*server)->grpc_port());
   const RnnWeights weights = *RnnWeights::Load(kModel);
   // A burst far faster than one instance computing one row at a time; a
   // refusal is certain in practice, and the test retries a few bursts so a
@@ -365,9 +356,7 @@ TEST(ServerBatchingTest, ConcurrentSingleSequencesFormBatches) {
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   const RnnWeights weights = *RnnWeights::Load(kModel);
-  ClientOptions client_options;
-  client_options.targets = {absl::StrCat("127.0.0.1:", (*server)->grpc_port())};
-  auto client = *InferenceClient::Create(client_options);
+  auto client = testing::LoopbackClient((*server)->grpc_port());
   // 32 clients, each keeping one single-sequence request in flight.
   constexpr int kClients = 32, kRounds = 8;
   std::vector<std::thread> threads;

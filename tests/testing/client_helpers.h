@@ -1,13 +1,17 @@
-// Test helper: sends many inference calls at once and collects the answers.
-#ifndef RNN_TESTS_TESTING_INFER_ALL_H_
-#define RNN_TESTS_TESTING_INFER_ALL_H_
+// Test helpers for talking to an in-process server through the client.
+#ifndef RNN_TESTS_TESTING_CLIENT_HELPERS_H_
+#define RNN_TESTS_TESTING_CLIENT_HELPERS_H_
 
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "client/inference_client.h"
 
 namespace rnn::testing {
+
+// A client of 127.0.0.1:`grpc_port` with default options.
+std::unique_ptr<InferenceClient> LoopbackClient(int grpc_port);
 
 // Starts InferAsync for every input without waiting in between, then waits
 // for all answers and returns them in the inputs' order. Every call has the
@@ -18,4 +22,4 @@ std::vector<absl::StatusOr<InferOutput>> InferAllAtOnce(
 
 }  // namespace rnn::testing
 
-#endif  // RNN_TESTS_TESTING_INFER_ALL_H_
+#endif  // RNN_TESTS_TESTING_CLIENT_HELPERS_H_
