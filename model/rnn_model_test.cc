@@ -9,8 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/reference_forward.h"
 #include "model/safetensors.h"
-#include "model/testing/reference_forward.h"
 #include "model/testing/safetensors_builder.h"
 
 namespace rnn {
@@ -18,8 +18,6 @@ namespace {
 
 using ::rnn::testing::RandomInput;
 using ::rnn::testing::RandomWeights;
-using ::rnn::testing::ReferenceForward;
-using ::rnn::testing::ReferenceOutput;
 using ::testing::HasSubstr;
 
 constexpr double kProbabilityTolerance = 1e-5;  // Absolute.

@@ -18,9 +18,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "model/reference_forward.h"
 #include "model/rnn_weights.h"
 #include "model/safetensors.h"
-#include "model/testing/reference_forward.h"
 #include "model/testing/safetensors_builder.h"
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
@@ -30,7 +30,6 @@ namespace rnn {
 namespace {
 
 using ::rnn::testing::RandomInput;
-using ::rnn::testing::ReferenceForward;
 using ::testing::HasSubstr;
 
 const std::string kModel = RNN_SOURCE_DIR "/model/rnn.safetensors";

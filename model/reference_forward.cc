@@ -1,9 +1,9 @@
-#include "model/testing/reference_forward.h"
+#include "model/reference_forward.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace rnn::testing {
+namespace rnn {
 
 ReferenceOutput ReferenceForward(const RnnWeights& w,
                                  absl::Span<const float> input) {
@@ -47,4 +47,4 @@ ReferenceOutput ReferenceForward(const RnnWeights& w,
   return out;
 }
 
-}  // namespace rnn::testing
+}  // namespace rnn
