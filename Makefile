@@ -8,15 +8,18 @@
 #                        batcher and model tests
 #   make bench           model benchmark (docs/benchmarks.md)
 #   make bench-serving   serving benchmarks: in-process client and h2load
+#   make loadtest        rnn-loadgen sweep against a fresh server; reports in
+#                        build/loadtest/ (LOADTEST_ARGS='--rate=...' to change)
 #   make format / check-format / clean
 
 PRESET ?= release
 BUILD_DIR := build/$(PRESET)
 JOBS ?= 2
 RUN_ARGS ?=
+LOADTEST_ARGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: run test build deps sanitizers bench bench-serving format check-format clean
+.PHONY: run test build deps sanitizers bench bench-serving loadtest format check-format clean
 
 deps:
 	@deploy/install-deps.sh
@@ -50,6 +53,9 @@ bench: build
 bench-serving: build
 	$(BUILD_DIR)/tests/bench/serving_bench
 	$(PYTHON) tests/bench/h2load_bench.py $(BUILD_DIR)/server/rnn-server
+
+loadtest: build
+	$(PYTHON) tests/bench/loadtest.py $(BUILD_DIR) build/loadtest $(LOADTEST_ARGS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -13,9 +13,10 @@ PACKAGES="
   build-essential cmake make pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libdnnl-dev ocl-icd-opencl-dev libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
+  libnghttp2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-h5py python3-grpcio python3-grpc-tools
-  nghttp2-client prometheus
+  nghttp2-client prometheus chromium
 "
 
 missing=""
