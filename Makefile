@@ -35,15 +35,17 @@ run: build
 	$(BUILD_DIR)/server/rnn-server $(RUN_ARGS)
 
 # The sanitizer builds cover the code without gRPC (batcher, metrics, model
-# loader), which builds in a minute or two; gRPC's generated code would take
+# loader, rnn-loadgen's core), which builds in a minute or two; gRPC's generated code would take
 # many more.
 sanitizers: deps
 	cmake --preset tsan
-	cmake --build --preset tsan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test
+	cmake --build --preset tsan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test rnn_loadgen_core_test
 	ctest --preset tsan -R 'Batch|Metrics[.]'
+	ctest --preset tsan -L loadgen_core
 	cmake --preset asan
-	cmake --build --preset asan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test rnn_model_test
+	cmake --build --preset asan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test rnn_model_test rnn_loadgen_core_test
 	ctest --preset asan -R 'Batch|Metrics[.]|Safetensors|RnnWeights|RnnModel|Golden|Agreement'
+	ctest --preset asan -L loadgen_core
 
 bench: build
 	$(BUILD_DIR)/tests/bench/model_bench --benchmark_repetitions=3 \

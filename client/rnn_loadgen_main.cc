@@ -11,8 +11,10 @@
 // labels. See the README (section rnn-loadgen) for the flags and the JSON
 // schema. Exits 0 when every step ran without errors or wrong answers, 1 when
 // one did not or the run could not start, 2 on bad usage.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -102,6 +104,11 @@ ABSL_FLAG(int, max_inflight, 10000,
 namespace {
 
 using rnn::loadgen::LoadMode;
+
+// Set by SIGINT/SIGTERM: the running step ends, the reports are written.
+std::atomic<bool> interrupted{false};
+
+void OnInterrupt(int) { interrupted.store(true, std::memory_order_relaxed); }
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "rnn-loadgen: %s\n", message.c_str());
@@ -385,7 +392,13 @@ int main(int argc, char** argv) {
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
   run.command_line = absl::StrJoin(argv, argv + argc, " ");
 
-  // The steps.
+  // The steps. A first SIGINT/SIGTERM ends the run with its reports; a
+  // second one kills it.
+  struct sigaction action = {};
+  action.sa_handler = OnInterrupt;
+  action.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   const bool live = isatty(STDERR_FILENO);
   std::vector<lg::StepResult> results;
   bool failed = false;
@@ -410,10 +423,12 @@ int main(int argc, char** argv) {
 
     std::vector<std::optional<lg::MetricsSnapshot>> scrapes;
     lg::LoadRunner::Hooks hooks;
+    hooks.interrupt = &interrupted;
     hooks.window_boundary = [&](int boundary) {
       if (boundary == 0) {
-        std::fprintf(stderr, "rnn-loadgen: step %zu/%zu, %s: measuring\n",
-                     i + 1, sweep->size(), name.c_str());
+        std::fprintf(stderr, "%srnn-loadgen: step %zu/%zu, %s: measuring\n",
+                     live ? "\r\033[K" : "", i + 1, sweep->size(),
+                     name.c_str());
       }
       if (!metrics_url.has_value()) return;
       absl::StatusOr<lg::MetricsSnapshot> s =
@@ -466,6 +481,13 @@ int main(int argc, char** argv) {
       failed = true;
     }
     results.push_back(*std::move(result));
+    if (interrupted.load()) {
+      std::fprintf(stderr,
+                   "rnn-loadgen: interrupted; reporting %zu of %zu "
+                   "steps\n",
+                   results.size(), sweep->size());
+      break;
+    }
   }
 
   if (results.size() > 1) {
@@ -487,5 +509,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "rnn-loadgen: FAILED: a step had errors or wrong answers\n");
   }
+  if (interrupted.load()) return 130;
   return failed ? 1 : 0;
 }

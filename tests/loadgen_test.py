@@ -119,23 +119,59 @@ class LoadgenTest(unittest.TestCase):
         self.assertGreaterEqual(step["accuracy"], 0.95)
         self.assertIn("accuracy against labels", r.stdout)
 
-    def test_wrong_weights_are_caught_and_fail_the_run(self):
+    def wrong_weights(self):
+        """The bundled weights with the classes rotated by one: a model
+        that answers the wrong class."""
         weights, meta = read_safetensors(WEIGHTS)
         weights = dict(weights)
-        # The classes rotated by one: a model that answers the wrong class.
         weights["dense/kernel"] = np.roll(weights["dense/kernel"], 1, axis=1)
         weights["dense/bias"] = np.roll(weights["dense/bias"], 1)
         bad = self.path("bad.safetensors")
         write_safetensors(bad, weights, meta)
-        report, r = self.run_json("--concurrency=2", *SHORT, f"--weights={bad}", expect=1)
-        step = report["results"][0]
-        self.assertEqual(step["errors"], {})
-        # Only a sequence whose ten probabilities all lie within 1e-4 of
-        # each other would still pass.
-        self.assertGreater(step["ok"], 0)
-        self.assertGreaterEqual(step["wrong"], 0.99 * step["ok"])
-        self.assertRegex(r.stdout, r"request id \d+\.\d+: sequence 0 \(input row \d+\)")
-        self.assertIn("FAILED", r.stderr)
+        return bad
+
+    def test_wrong_weights_are_caught_and_fail_the_run(self):
+        for transport in ("h2", "grpc"):
+            report, r = self.run_json("--concurrency=2", *SHORT, f"--transport={transport}",
+                                      f"--weights={self.wrong_weights()}", expect=1)
+            step = report["results"][0]
+            self.assertEqual(step["errors"], {})
+            # Only a sequence whose ten probabilities all lie within 1e-4 of
+            # each other would still pass.
+            self.assertGreater(step["ok"], 0)
+            self.assertGreaterEqual(step["wrong"], 0.99 * step["ok"])
+            self.assertRegex(r.stdout, r"request id \d+\.\d+: sequence 0 \(input row \d+\)")
+            self.assertIn("FAILED", r.stderr)
+
+    def test_grpc_transport_verifies_the_same_answers(self):
+        report, _ = self.run_json("--transport=grpc", "--concurrency=1:4:x4", *SHORT,
+                                  "--connections=2", f"--weights={WEIGHTS}")
+        self.assertEqual(len(report["results"]), 2)
+        for step in report["results"]:
+            self.assertClean(step)
+        report, _ = self.run_json("--transport=grpc", "--rate=300", *SHORT,
+                                  f"--weights={WEIGHTS}")
+        self.assertClean(report["results"][0])
+
+    def test_interrupt_ends_the_run_with_its_reports(self):
+        out = self.path("interrupted.json")
+        lg = subprocess.Popen([LOADGEN, f"--target={self.target}", "--concurrency=2:4:x2",
+                               "--warmup=0", "--duration=60", f"--json={out}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in lg.stderr:
+            if "measuring" in line:
+                break
+        time.sleep(0.5)
+        lg.send_signal(signal.SIGINT)
+        stdout, stderr = lg.communicate(timeout=30)
+        self.assertEqual(lg.returncode, 130, stderr)
+        self.assertIn("interrupted", stderr)
+        with open(out) as f:
+            steps = json.load(f)["results"]
+        self.assertEqual(len(steps), 1)
+        self.assertTrue(steps[0]["interrupted"])
+        self.assertGreater(steps[0]["ok"], 0)
+        self.assertLess(steps[0]["duration_s"], 30)
 
     def test_overload_errors_are_counted_and_fail_unless_allowed(self):
         proc, target, _ = start_server(SERVER, "--max_queue_size=1", "--max_batch_size=1",
@@ -246,7 +282,7 @@ class LoadgenTest(unittest.TestCase):
         self.assertIn("--metrics_url", r.stderr)
 
 
-class CoordinatedOmissionTest(unittest.TestCase):
+class FrozenServerTest(unittest.TestCase):
     """A server frozen for half a second (SIGSTOP) in the middle of a window.
     Open loop measures from each request's intended send time, so every
     request scheduled during the freeze waits for it and the tail shows it,
@@ -256,7 +292,7 @@ class CoordinatedOmissionTest(unittest.TestCase):
 
     FREEZE_S = 0.5
 
-    def run_with_freeze(self, *args):
+    def run_with_freeze(self, *args, expect=0):
         proc, target, _ = start_server(SERVER, "--metrics_port=-1")
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -273,7 +309,7 @@ class CoordinatedOmissionTest(unittest.TestCase):
                 time.sleep(self.FREEZE_S)
                 proc.send_signal(signal.SIGCONT)
                 stdout, stderr = lg.communicate(timeout=60)
-                self.assertEqual(lg.returncode, 0, stdout + stderr)
+                self.assertEqual(lg.returncode, expect, stdout + stderr)
                 with open(out) as f:
                     return json.load(f)["results"][0]
         finally:
@@ -290,6 +326,16 @@ class CoordinatedOmissionTest(unittest.TestCase):
         # for nearly all of it.
         self.assertGreaterEqual(step["latency_us"]["p99"], 0.8 * freeze_us)
         self.assertGreaterEqual(step["behind_schedule_us"]["max"], 0.8 * freeze_us)
+
+    def test_deadlines_end_calls_to_a_frozen_server(self):
+        for transport in ("h2", "grpc"):
+            step = self.run_with_freeze("--concurrency=4", "--deadline_ms=100",
+                                        f"--transport={transport}", expect=1)
+            # The four calls in flight when the server froze, at least.
+            self.assertGreaterEqual(step["errors"].get("DEADLINE_EXCEEDED", 0), 4, transport)
+            self.assertEqual(step["wrong"], 0)
+            # No answer came later than the deadline allows.
+            self.assertLess(step["latency_us"]["max"], 100_000 + 50_000, transport)
 
     def test_closed_loop_hides_the_freeze_in_its_percentiles(self):
         step = self.run_with_freeze("--concurrency=1")

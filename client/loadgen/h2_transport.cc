@@ -128,7 +128,9 @@ struct H2Transport::Stream {
   // The request body: gRPC's 5-byte prefix, then the message's three parts.
   char frame_header[5];
   std::string id_field;
-  size_t sent = 0;
+  size_t body_size = 0;
+  size_t read = 0;  // Bytes nghttp2 has framed.
+  size_t sent = 0;  // Bytes written to the connection's output.
   // The answer.
   int http_status = 0;
   int grpc_status = -1;
@@ -148,32 +150,58 @@ struct H2Callbacks {
     return s != nullptr && s->open && s->conn == c && s->id == id ? s : nullptr;
   }
 
-  static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t* buf,
-                          size_t length, uint32_t* flags,
-                          nghttp2_data_source* source, void* user_data) {
-    auto* s = static_cast<Stream*>(source->ptr);
-    const RequestPool& pool =
-        static_cast<Connection*>(user_data)->transport->pool_;
-    const absl::string_view parts[] = {absl::string_view(s->frame_header, 5),
-                                       pool.prefix(), s->id_field,
-                                       pool.payload(s->slot->entry)};
-    size_t written = 0, offset = s->sent;
+  // The request body's bytes [offset, offset + length) appended to `out`.
+  static void AppendBody(const RequestPool& pool, const Stream& s,
+                         size_t offset, size_t length, std::string& out) {
+    const absl::string_view parts[] = {absl::string_view(s.frame_header, 5),
+                                       pool.prefix(), s.id_field,
+                                       pool.payload(s.slot->entry)};
     for (absl::string_view part : parts) {
+      if (length == 0) return;
       if (offset >= part.size()) {
         offset -= part.size();
         continue;
       }
-      const size_t n = std::min(part.size() - offset, length - written);
-      std::memcpy(buf + written, part.data() + offset, n);
-      written += n;
+      const size_t n = std::min(part.size() - offset, length);
+      out.append(part.data() + offset, n);
+      length -= n;
       offset = 0;
-      if (written == length) break;
     }
-    s->sent += written;
-    size_t total = 0;
-    for (absl::string_view part : parts) total += part.size();
-    if (s->sent == total) *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(written);
+  }
+
+  // DATA frames are not copied into nghttp2's buffers: ReadBody only says
+  // how much goes in the next frame, and SendData writes the frame header
+  // and that much of the body straight into the connection's output.
+  static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t*, size_t length,
+                          uint32_t* flags, nghttp2_data_source* source, void*) {
+    auto* s = static_cast<Stream*>(source->ptr);
+    const size_t n = std::min(length, s->body_size - s->read);
+    s->read += n;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (s->read == s->body_size) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+
+  static int SendData(nghttp2_session*, nghttp2_frame* frame,
+                      const uint8_t* frame_header, size_t length,
+                      nghttp2_data_source* source, void* user_data) {
+    auto* c = static_cast<Connection*>(user_data);
+    auto* s = static_cast<Stream*>(source->ptr);
+    c->out.append(reinterpret_cast<const char*>(frame_header), 9);
+    AppendBody(c->transport->pool_, *s, s->sent, length, c->out);
+    s->sent += length;
+    (void)frame;
+    return 0;
+  }
+
+  // Gathers nghttp2's other frames into the connection's output; past
+  // kSendChunk bytes, asks nghttp2 to wait until they are sent.
+  static ssize_t Send(nghttp2_session*, const uint8_t* data, size_t length, int,
+                      void* user_data) {
+    auto* c = static_cast<Connection*>(user_data);
+    if (c->out.size() >= kSendChunk) return NGHTTP2_ERR_WOULDBLOCK;
+    c->out.append(reinterpret_cast<const char*>(data), length);
+    return static_cast<ssize_t>(length);
   }
 
   static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
@@ -315,6 +343,9 @@ absl::Status H2Transport::Open(Connection& c, int64_t timeout_ns) {
 
   nghttp2_session_callbacks* callbacks;
   nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_send_callback(callbacks, H2Callbacks::Send);
+  nghttp2_session_callbacks_set_send_data_callback(callbacks,
+                                                   H2Callbacks::SendData);
   nghttp2_session_callbacks_set_on_header_callback(callbacks,
                                                    H2Callbacks::OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -364,15 +395,12 @@ void H2Transport::Close(Connection& c, const std::string& why) {
 
 void H2Transport::Flush(Connection& c) {
   while (c.session != nullptr) {
-    while (c.out.size() < kSendChunk) {
-      const uint8_t* data;
-      const ssize_t n = nghttp2_session_mem_send(c.session, &data);
-      if (n < 0) {
-        Close(c, absl::StrCat("HTTP/2 error: ", nghttp2_strerror(n)));
+    if (c.out.size() < kSendChunk) {
+      const int rv = nghttp2_session_send(c.session);
+      if (rv != 0) {
+        Close(c, absl::StrCat("HTTP/2 error: ", nghttp2_strerror(rv)));
         return;
       }
-      if (n == 0) break;
-      c.out.append(reinterpret_cast<const char*>(data), n);
     }
     if (c.out.empty()) break;
     const ssize_t w = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
@@ -484,6 +512,7 @@ void H2Transport::Start(CallSlot& slot) {
   s.id = 0;
   ++s.generation;
   s.open = true;
+  s.read = 0;
   s.sent = 0;
   s.http_status = 0;
   s.grpc_status = -1;
@@ -493,6 +522,7 @@ void H2Transport::Start(CallSlot& slot) {
   const uint32_t length =
       static_cast<uint32_t>(pool_.prefix().size() + s.id_field.size() +
                             pool_.payload(slot.entry).size());
+  s.body_size = 5 + length;
   s.frame_header[0] = 0;
   s.frame_header[1] = static_cast<char>(length >> 24);
   s.frame_header[2] = static_cast<char>(length >> 16);

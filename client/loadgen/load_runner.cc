@@ -454,6 +454,10 @@ absl::StatusOr<StepResult> LoadRunner::RunStep(const StepPlan& plan,
   const int64_t start_ns = NowNs();
   for (auto& w : workers_) w->Start(start_ns, workers);
 
+  auto interrupted = [&] {
+    return hooks.interrupt != nullptr &&
+           hooks.interrupt->load(std::memory_order_relaxed);
+  };
   // Waits until `done` says so, reporting progress since `since`.
   constexpr int64_t kPollNs = 10'000'000, kProgressNs = 500'000'000;
   auto wait = [&](const Snapshot& since, bool measuring, int window,
@@ -461,7 +465,7 @@ absl::StatusOr<StepResult> LoadRunner::RunStep(const StepPlan& plan,
     int64_t last_progress = NowNs();
     while (true) {
       const int64_t now = NowNs();
-      if (done(now)) return;
+      if (done(now) || interrupted()) return;
       if (hooks.progress && now - last_progress >= kProgressNs) {
         last_progress = now;
         const Snapshot d = TakeSnapshot().Since(since);
@@ -511,6 +515,7 @@ absl::StatusOr<StepResult> LoadRunner::RunStep(const StepPlan& plan,
       stable = true;
       break;
     }
+    if (interrupted()) break;
   }
   for (auto& w : workers_) w->Stop();
   for (auto& w : workers_) w->Join();
@@ -527,6 +532,7 @@ absl::StatusOr<StepResult> LoadRunner::RunStep(const StepPlan& plan,
   r.duration_s = d.time_ns / 1e9;
   r.windows = windows;
   r.stable = stable;
+  r.interrupted = interrupted();
   r.requests = d.requests;
   r.ok = d.ok;
   r.wrong = d.wrong;

@@ -30,6 +30,7 @@
 #ifndef RNN_CLIENT_LOADGEN_LOAD_RUNNER_H_
 #define RNN_CLIENT_LOADGEN_LOAD_RUNNER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -113,6 +114,9 @@ class LoadRunner {
     // At each window boundary: 0 when measurement starts, k when window k
     // ends. On the thread calling RunStep; load continues meanwhile.
     std::function<void(int boundary)> window_boundary;
+    // When set and it becomes true, the step ends at once: warm-up or the
+    // current window is cut short and reported as measured so far.
+    const std::atomic<bool>* interrupt = nullptr;
   };
 
   static absl::StatusOr<std::unique_ptr<LoadRunner>> Create(

@@ -32,6 +32,7 @@ Json StepJson(const StepResult& step) {
   j["duration_s"] = step.duration_s;
   j["windows"] = step.windows;
   j["stable"] = step.stable;
+  j["interrupted"] = step.interrupted;
   j["requests"] = step.requests;
   j["ok"] = step.ok;
   j["throughput_rps"] = step.throughput_rps;
@@ -138,6 +139,7 @@ std::string TextDetails(const StepResult& s) {
         s.schedule->sent_rps, s.schedule->requested_rps,
         s.schedule->behind_us.max_us / 1e3, s.schedule->behind_us.p99_us / 1e3);
   }
+  if (s.interrupted) absl::StrAppend(&out, "  interrupted: measured so far\n");
   if (!s.stable) {
     absl::StrAppend(&out, "  not stable after ", s.windows,
                     " windows (the last three are reported)\n");

@@ -68,10 +68,11 @@ struct StepResult {
   double rate = 0;      // Open loop: requests per second asked for.
   int batch = 1;        // Sequences per request.
 
-  double duration_s = 0;  // Measured time (sum of the windows reported).
-  int windows = 1;        // Windows run; with --stability, up to the limit.
-  bool stable = true;     // The last windows agreed (always true without
-                          // --stability).
+  double duration_s = 0;     // Measured time (sum of the windows reported).
+  int windows = 1;           // Windows run; with --stability, up to the limit.
+  bool stable = true;        // The last windows agreed (always true without
+                             // --stability).
+  bool interrupted = false;  // Cut short by SIGINT/SIGTERM.
 
   int64_t requests = 0;  // Answered in the measured windows.
   int64_t ok = 0;        // Answered OK (including wrong answers).
