@@ -858,12 +858,12 @@ void AppendWrongExamples(std::string& out,
 // attributes instead, so one copied out of the page looks the same.
 constexpr absl::string_view kStyle = R"css(
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-  color: #222; margin: 24px auto; max-width: 1400px; padding: 0 16px; }
+  color: #222; margin: 24px auto; max-width: 1800px; padding: 0 16px; }
 h1 { font-size: 1.6em; margin-bottom: 0.3em; }
 h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 h3 { font-size: 1em; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #e4e4e4; vertical-align: top; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
+th, td { padding: 4px 6px; border-bottom: 1px solid #e4e4e4; vertical-align: top; }
 thead th { background: #f3f5f8; text-align: right; border-bottom: 2px solid #ccd; white-space: nowrap; }
 table.info th { text-align: left; color: #555; font-weight: normal; padding-right: 16px; }
 table.info td { word-break: break-all; }
