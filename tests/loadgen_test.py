@@ -243,7 +243,7 @@ class LoadgenTest(unittest.TestCase):
         profile = tempfile.mkdtemp(dir=self.tmp.name)
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                         "--disable-quic", "--no-first-run", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync",
+                        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                         f"--user-data-dir={profile}", "--window-size=1200,900",
                         f"--screenshot={png}", "file://" + paths["html"]],
                        capture_output=True, timeout=120)
