@@ -36,6 +36,17 @@ SMALL_GOLDEN = os.path.join(HERE, "data", "golden", "simple_rnn_5x3_4_2.safetens
 SHORT = ["--warmup=0.2", "--duration=1"]
 
 
+def start_measuring(*args):
+    """Starts rnn-loadgen with `args`; returns it once its first step has
+    begun measuring (after its warm-up)."""
+    lg = subprocess.Popen([LOADGEN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    for line in lg.stderr:
+        if "measuring" in line:
+            break
+    return lg
+
+
 def stop(proc):
     proc.send_signal(signal.SIGCONT)
     proc.send_signal(signal.SIGTERM)
@@ -155,12 +166,8 @@ class LoadgenTest(unittest.TestCase):
 
     def test_interrupt_ends_the_run_with_its_reports(self):
         out = self.path("interrupted.json")
-        lg = subprocess.Popen([LOADGEN, f"--target={self.target}", "--concurrency=2:4:x2",
-                               "--warmup=0", "--duration=60", f"--json={out}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for line in lg.stderr:
-            if "measuring" in line:
-                break
+        lg = start_measuring(f"--target={self.target}", "--concurrency=2:4:x2",
+                             "--warmup=0", "--duration=60", f"--json={out}")
         time.sleep(0.5)
         lg.send_signal(signal.SIGINT)
         stdout, stderr = lg.communicate(timeout=30)
@@ -297,13 +304,8 @@ class FrozenServerTest(unittest.TestCase):
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "r.json")
-                lg = subprocess.Popen([LOADGEN, f"--target={target}", "--warmup=0.3",
-                                       "--duration=3", f"--weights={WEIGHTS}",
-                                       f"--json={out}", *args],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for line in lg.stderr:
-                    if "measuring" in line:
-                        break
+                lg = start_measuring(f"--target={target}", "--warmup=0.3", "--duration=3",
+                                     f"--weights={WEIGHTS}", f"--json={out}", *args)
                 time.sleep(1.0)
                 proc.send_signal(signal.SIGSTOP)
                 time.sleep(self.FREEZE_S)

@@ -10,8 +10,9 @@
 #include <thread>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "client/loadgen/grpc_transport.h"
 #include "client/loadgen/h2_transport.h"
 #include "grpcpp/create_channel.h"
@@ -28,24 +29,6 @@ constexpr size_t kMaxWrongExamples = 5;
 constexpr int64_t kDrainNs = 10'000'000'000;
 // Longest a worker sleeps without looking at the stop flag.
 constexpr int64_t kMaxWaitNs = 50'000'000;
-const char* const kCodeNames[kStatusCodes] = {"OK",
-                                              "CANCELLED",
-                                              "UNKNOWN",
-                                              "INVALID_ARGUMENT",
-                                              "DEADLINE_EXCEEDED",
-                                              "NOT_FOUND",
-                                              "ALREADY_EXISTS",
-                                              "PERMISSION_DENIED",
-                                              "RESOURCE_EXHAUSTED",
-                                              "FAILED_PRECONDITION",
-                                              "ABORTED",
-                                              "OUT_OF_RANGE",
-                                              "UNIMPLEMENTED",
-                                              "INTERNAL",
-                                              "UNAVAILABLE",
-                                              "DATA_LOSS",
-                                              "UNAUTHENTICATED"};
-
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -53,9 +36,8 @@ int64_t NowNs() {
 }
 
 std::string ChannelTarget(const std::string& target) {
-  return absl::StrContains(target, "://") || absl::StrContains(target, ":///")
-             ? target
-             : absl::StrCat("dns:///", target);
+  return absl::StrContains(target, "://") ? target
+                                          : absl::StrCat("dns:///", target);
 }
 
 // A counter with one writing thread; any thread may read it.
@@ -537,7 +519,10 @@ absl::StatusOr<StepResult> LoadRunner::RunStep(const StepPlan& plan,
   r.ok = d.ok;
   r.wrong = d.wrong;
   for (int i = 1; i < kStatusCodes; ++i) {
-    if (d.errors[i] > 0) r.errors[kCodeNames[i]] = d.errors[i];
+    if (d.errors[i] > 0) {
+      r.errors[absl::StatusCodeToString(static_cast<absl::StatusCode>(i))] =
+          d.errors[i];
+    }
   }
   if (pool_.checking_labels() && d.rows_checked > 0) {
     r.accuracy = static_cast<double>(d.rows_matching_label) / d.rows_checked;
