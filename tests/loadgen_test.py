@@ -194,6 +194,17 @@ class LoadgenTest(unittest.TestCase):
         finally:
             stop(proc)
 
+    def test_the_input_shape_comes_from_the_servers_metadata(self):
+        proc, target, _ = start_server(SERVER, "--sequence_length=7", "--metrics_port=-1")
+        try:
+            report, _ = self.run_json("--concurrency=2", "--batch=3", *SHORT,
+                                      f"--weights={WEIGHTS}", target=target)
+        finally:
+            stop(proc)
+        # Expected answers computed for 7 time steps: only a loadgen that
+        # sent 7-step sequences and checked them as such gets them right.
+        self.assertClean(report["results"][0])
+
     def test_several_targets_share_the_load_and_are_reported_apart(self):
         proc, second, _ = start_server(SERVER, "--metrics_port=-1")
         try:
