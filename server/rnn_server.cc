@@ -110,6 +110,14 @@ absl::StatusOr<std::unique_ptr<RnnServer>> RnnServer::Start(
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind the
   // same port and silently take half the traffic; a busy port is an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  if (options.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   options.max_connection_age)));
+    // Long enough for any call in flight to finish: a full queue drains in
+    // tens of milliseconds.
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 30'000);
+  }
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->grpc_port_ == 0) {

@@ -56,6 +56,12 @@ struct ServerOptions {
   // RESOURCE_EXHAUSTED. Default 16 MiB: about 2000 sequences of 20x100
   // floats, four times gRPC's own 4 MiB default.
   int max_receive_message_bytes = 16 << 20;
+  // When positive, a client connection older than this is sent GOAWAY (its
+  // calls in flight get 30 s more to finish), so long-lived
+  // clients reconnect and spread over replicas added since; behind a
+  // Kubernetes Service this is what rebalances HTTP/2 clients. Default
+  // zero: connections live as long as the client keeps them.
+  absl::Duration max_connection_age = absl::ZeroDuration();
 };
 
 class RnnServer {

@@ -52,6 +52,9 @@ ABSL_FLAG(int64_t, max_queue_size, 4096,
 ABSL_FLAG(int, max_receive_message_bytes, 16 << 20,
           "Largest request accepted (bytes); larger ones get "
           "RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_connection_age_s, 0,
+          "Send GOAWAY to client connections older than this (seconds), so "
+          "clients reconnect and rebalance over replicas; 0: never");
 ABSL_FLAG(int, shutdown_timeout_s, 10,
           "On SIGTERM/SIGINT, how long calls in flight may take to finish "
           "(seconds)");
@@ -72,6 +75,12 @@ absl::StatusOr<rnn::ServerOptions> OptionsFromFlags() {
   o.model_threads = absl::GetFlag(FLAGS_model_threads);
   o.instances = absl::GetFlag(FLAGS_instances);
   o.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  const int max_age_s = absl::GetFlag(FLAGS_max_connection_age_s);
+  if (max_age_s < 0 || max_age_s > 24 * 3600) {
+    return absl::InvalidArgumentError(
+        "--max_connection_age_s must be in [0, 86400]");
+  }
+  o.max_connection_age = absl::Seconds(max_age_s);
   const int max_batch = absl::GetFlag(FLAGS_max_batch_size);
   const int64_t delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
   const int64_t queue = absl::GetFlag(FLAGS_max_queue_size);

@@ -99,6 +99,10 @@ class CliTest(unittest.TestCase):
                            timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--max_batch_size", r.stderr)
+        r = subprocess.run([SERVER, "--max_connection_age_s=-1"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--max_connection_age_s", r.stderr)
         r = subprocess.run([SERVER, "--grpc_port=0", "--metrics_port=-1",
                             "--model=/nonexistent.safetensors"],
                            capture_output=True, text=True, timeout=30)

@@ -97,10 +97,11 @@ class LoadgenTest(unittest.TestCase):
             lat = step["latency_us"]
             self.assertTrue(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], lat)
             server = step["server"]
-            # The scrapes bracket the window; calls in flight at either edge
-            # may fall on one side of a scrape but not the other.
+            # The scrapes bracket the window, a scrape's round trip after
+            # each edge: calls answered meanwhile fall on one side only (a
+            # few milliseconds of traffic; more on a loaded machine).
             self.assertLessEqual(abs(server["requests_ok"] - step["ok"]),
-                                 2 * step["concurrency"])
+                                 2 * step["concurrency"] + 0.1 * step["ok"])
             self.assertGreater(server["compute_us"], 0)
             self.assertGreater(server["request_us"], 0)
             self.assertGreaterEqual(server["batch_size"], 1)
@@ -191,6 +192,20 @@ class LoadgenTest(unittest.TestCase):
             self.assertEqual(step["wrong"], 0)
             self.assertEqual(step["requests"], step["ok"] + step["errors"]["UNAVAILABLE"])
             report, _ = self.run_json(*args, "--allow_errors", target=target, expect=0)
+        finally:
+            stop(proc)
+
+    def test_connections_ended_by_max_connection_age_lose_no_call(self):
+        # The server sends GOAWAY to connections older than 1 s; both
+        # transports move new calls to a new connection and let the old one
+        # finish its calls.
+        proc, target, _ = start_server(SERVER, "--max_connection_age_s=1", "--metrics_port=-1")
+        try:
+            for transport in ("h2", "grpc"):
+                report, _ = self.run_json("--concurrency=8", "--connections=2", "--warmup=0",
+                                          "--duration=3.5", f"--transport={transport}",
+                                          f"--weights={WEIGHTS}", target=target)
+                self.assertClean(report["results"][0])
         finally:
             stop(proc)
 

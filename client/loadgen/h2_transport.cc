@@ -110,6 +110,7 @@ bool SplitTarget(std::string target, std::string& host, std::string& port) {
 struct H2Transport::Connection {
   H2Transport* transport = nullptr;
   std::string target, host, port;
+  int index = 0;  // Among the target's connections: picks the address.
   int fd = -1;
   nghttp2_session* session = nullptr;
   std::string out;  // Bytes nghttp2 produced that the socket did not take.
@@ -275,6 +276,7 @@ absl::StatusOr<std::unique_ptr<H2Transport>> H2Transport::Connect(
       auto c = std::make_unique<Connection>();
       c->transport = t.get();
       c->target = target;
+      c->index = i;
       if (!SplitTarget(target, c->host, c->port)) {
         return absl::InvalidArgumentError(
             absl::StrCat("target '", target,
@@ -289,6 +291,7 @@ absl::StatusOr<std::unique_ptr<H2Transport>> H2Transport::Connect(
 }
 
 H2Transport::~H2Transport() {
+  for (auto& c : draining_) connections_.push_back(std::move(c));
   for (auto& c : connections_) {
     if (c->session != nullptr) nghttp2_session_del(c->session);
     if (c->fd >= 0) close(c->fd);
@@ -309,9 +312,19 @@ absl::Status H2Transport::Open(Connection& c, int64_t timeout_ns) {
         absl::StrCat("cannot resolve ", c.host, ": ", gai_strerror(rc));
     return absl::UnavailableError(c.last_error);
   }
+  std::vector<addrinfo*> candidates;
+  for (addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+    candidates.push_back(a);
+  }
+  // Connection i starts at address i mod n and falls back to the others.
+  std::rotate(
+      candidates.begin(),
+      candidates.begin() + c.index % std::max<size_t>(1, candidates.size()),
+      candidates.end());
   int fd = -1;
   std::string error = "no address";
-  for (addrinfo* a = addresses; a != nullptr && fd < 0; a = a->ai_next) {
+  for (addrinfo* a : candidates) {
+    if (fd >= 0) break;
     fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                 a->ai_protocol);
     if (fd < 0) continue;
@@ -393,6 +406,19 @@ void H2Transport::Close(Connection& c, const std::string& why) {
   c.session = nullptr;
 }
 
+void H2Transport::Replace(size_t k) {
+  auto fresh = std::make_unique<Connection>();
+  const Connection& old = *connections_[k];
+  fresh->transport = this;
+  fresh->target = old.target;
+  fresh->host = old.host;
+  fresh->port = old.port;
+  fresh->index = old.index;
+  draining_.push_back(std::move(connections_[k]));
+  connections_[k] = std::move(fresh);
+  Open(*connections_[k], 1'000'000'000).IgnoreError();
+}
+
 void H2Transport::Flush(Connection& c) {
   while (c.session != nullptr) {
     if (c.out.size() < kSendChunk) {
@@ -430,6 +456,7 @@ void H2Transport::Flush(Connection& c) {
   if (c.session != nullptr && !nghttp2_session_want_read(c.session) &&
       !nghttp2_session_want_write(c.session)) {
     Close(c, "the server ended the connection (GOAWAY)");
+    c.last_attempt_ns = 0;  // A graceful end: reconnect at once when needed.
   }
 }
 
@@ -505,8 +532,12 @@ void H2Transport::Start(CallSlot& slot) {
   std::unique_ptr<Stream>& stream = streams_[slot.index];
   if (stream == nullptr) stream = std::make_unique<Stream>();
   Stream& s = *stream;
-  Connection& c =
-      *connections_[slot.target * per_target_ + slot.connection % per_target_];
+  const size_t k = slot.target * per_target_ + slot.connection % per_target_;
+  if (connections_[k]->session != nullptr &&
+      !nghttp2_session_check_request_allowed(connections_[k]->session)) {
+    Replace(k);  // The server sent GOAWAY: new calls go elsewhere.
+  }
+  Connection& c = *connections_[k];
   s.slot = &slot;
   s.conn = &c;
   s.id = 0;
@@ -599,6 +630,11 @@ CallSlot* H2Transport::Next(int64_t timeout_ns) {
   };
   if (CallSlot* slot = take()) return slot;
   for (auto& c : connections_) Flush(*c);
+  for (auto& c : draining_) Flush(*c);
+  // A draining connection is closed once its last call is done.
+  draining_.erase(std::remove_if(draining_.begin(), draining_.end(),
+                                 [](const auto& c) { return c->fd < 0; }),
+                  draining_.end());
   int64_t now = NowNs();
   ExpireDeadlines(now);
   if (CallSlot* slot = take()) return slot;

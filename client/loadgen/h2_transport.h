@@ -15,6 +15,11 @@
 // grpc-accept-encoding is sent). Writes of several calls are gathered into
 // one send, as h2load does. A connection that fails is reconnected, at most
 // every 100 ms, by the next call for it; calls in between fail UNAVAILABLE.
+// A connection the server ends gracefully (GOAWAY, e.g. rnn-server's
+// --max_connection_age_s) finishes its calls in flight while new calls go
+// to a new connection, so no call fails. When a target's name resolves to
+// several addresses, its connections are spread over them (connection i to
+// address i mod n).
 //
 // Plain TCP only (no TLS); targets are "host:port", "[v6]:port" or
 // "dns:///host:port".
@@ -60,6 +65,8 @@ class H2Transport final : public Transport {
   H2Transport(const RequestPool& pool, absl::Duration deadline);
   absl::Status Open(Connection& c, int64_t timeout_ns);
   void Close(Connection& c, const std::string& why);
+  // Moves connections_[k] to draining_ and opens a new one in its place.
+  void Replace(size_t k);
   void Flush(Connection& c);
   void Read(Connection& c);
   void Finish(Stream& s, int code, std::string message);
@@ -70,6 +77,8 @@ class H2Transport final : public Transport {
   const int64_t deadline_ns_;
   int epoll_fd_ = -1;
   std::vector<std::unique_ptr<Connection>> connections_;  // target-major
+  // Connections the server sent GOAWAY on, finishing their calls.
+  std::vector<std::unique_ptr<Connection>> draining_;
   int per_target_ = 1;
   std::vector<std::unique_ptr<Stream>> streams_;  // By CallSlot::index.
   std::vector<CallSlot*> done_;                   // Finished, not yet taken.

@@ -357,6 +357,9 @@ LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool)
       args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
       // Each channel its own TCP connection, not one shared subchannel.
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      // A DNS name with several addresses (replicas behind a headless
+      // Service): calls spread over all of them.
+      args.SetLoadBalancingPolicyName("round_robin");
       args.SetInt("rnn.loadgen.connection", c);
       // The per-call work of gRPC's client stack is most of the generator's
       // cost (docs/benchmarks.md): a load generator never retries, and
