@@ -10,6 +10,8 @@
 #   make bench-serving   serving benchmarks: in-process client and h2load
 #   make loadtest        rnn-loadgen sweep against a fresh server; reports in
 #                        build/loadtest/ (LOADTEST_ARGS='--rate=...' to change)
+#   make check-container podman: build the image and prove it, bring the
+#                        compose stack up, scale out by DNS (deploy/)
 #   make format / check-format / clean
 
 PRESET ?= release
@@ -19,7 +21,7 @@ RUN_ARGS ?=
 LOADTEST_ARGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: run test build deps sanitizers bench bench-serving loadtest format check-format clean
+.PHONY: run test build deps sanitizers bench bench-serving loadtest check-container format check-format clean
 
 deps:
 	@deploy/install-deps.sh
@@ -58,6 +60,13 @@ bench-serving: build
 
 loadtest: build
 	$(PYTHON) tests/bench/loadtest.py $(BUILD_DIR) build/loadtest $(LOADTEST_ARGS)
+
+# Real containers with podman (deploy/setup-podman.sh makes the machine
+# ready: podman, runc, a local Debian base image). Needs root.
+check-container: build
+	deploy/setup-podman.sh
+	$(PYTHON) deploy/check-container.py $(BUILD_DIR)
+	$(PYTHON) deploy/check-compose.py $(BUILD_DIR)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -1,23 +1,47 @@
 #!/bin/sh
-# Installs every Debian package rnn-server needs to build, test and run.
+# Installs the Debian packages rnn-server needs to build, test and run.
 #
 # Usage (as root, on Debian 12 "bookworm", from a bare debian:bookworm image up):
-#   deploy/install-deps.sh
+#   deploy/install-deps.sh            # build + test: what `make test` needs
+#   deploy/install-deps.sh --build    # build only (the container's build stage)
+#   deploy/install-deps.sh --runtime  # the shared libraries the binaries load
+#                                     # (the container's runtime stage)
 #
 # Idempotent: when every package is already installed it does nothing, so the
 # Makefile can call it before each build. The Makefile, .ci/run and the
 # Dockerfile all call this one script, so every machine is set up the same way.
 set -eu
 
-PACKAGES="
+# What rnn-server, rnn-client, rnn-loadgen and rnn-eval load at run time
+# (`ldd` on each, mapped to packages with `dpkg -S`).
+RUNTIME="
+  libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libc-ares2 libre2-9 libssl3
+  libdnnl2 libgomp1 ocl-icd-libopencl1
+  libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1
+  libnghttp2-14 zlib1g
+"
+BUILD="
   build-essential cmake make pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libdnnl-dev ocl-icd-opencl-dev libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
   libnghttp2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-h5py python3-grpcio python3-grpc-tools
+  python3
+"
+# The tests' own tools: Python's numpy/h5py/grpc for the oracles and
+# generic client, h2load, a real Prometheus, Chromium for the report
+# screenshot.
+TEST="
+  python3-numpy python3-h5py python3-grpcio python3-grpc-tools
   nghttp2-client prometheus chromium
 "
+
+case "${1:-}" in
+  "") PACKAGES="$BUILD $TEST" ;;
+  --build) PACKAGES="$BUILD" ;;
+  --runtime) PACKAGES="$RUNTIME" ;;
+  *) echo "usage: $0 [--build | --runtime]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PACKAGES; do
@@ -32,7 +56,7 @@ fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing packages:$missing" >&2
-  echo "install-deps: run as root (or: sudo $0)" >&2
+  echo "install-deps: run as root (or: sudo $0 ${1:-})" >&2
   exit 1
 fi
 
