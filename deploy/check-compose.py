@@ -21,7 +21,6 @@ built, e.g. by deploy/check-container.py; make check-container runs all):
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,9 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from testlib import free_port  # noqa: E402
+
 PROMETHEUS_IMAGE = "localhost/rnn-prometheus-debian:latest"
 
 
@@ -41,12 +43,6 @@ def run(*cmd, check=True, **kwargs):
 
 def fail(message):
     sys.exit(f"check-compose: FAILED: {message}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url):

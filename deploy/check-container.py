@@ -11,7 +11,6 @@ Usage (as root, after deploy/setup-podman.sh; make check-container does both):
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,19 +18,15 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "model"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 from safetensors_io import read_safetensors  # noqa: E402
+from testlib import free_port  # noqa: E402
 
 SHUTDOWN_TIMEOUT_S = 5
 
 
 def run(*cmd, check=True, **kwargs):
     return subprocess.run(cmd, check=check, capture_output=True, text=True, **kwargs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fail(message):

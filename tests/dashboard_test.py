@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "bench"))
 from h2load_bench import field, varint  # noqa: E402
-from testlib import start_server  # noqa: E402
+from testlib import free_port, start_server  # noqa: E402
 
 SERVER, LOADGEN = sys.argv[1], sys.argv[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -95,12 +94,6 @@ def selectors(expr):
             found.append((text, nxt[1][1:-1] if nxt[0] == "braces" else ""))
         i += 1
     return found
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url, timeout=10):

@@ -15,7 +15,6 @@ Usage (ctest runs it):
 
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import unittest

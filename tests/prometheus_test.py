@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "bench"))
 from h2load_bench import field, varint  # noqa: E402
-from testlib import start_server  # noqa: E402
+from testlib import free_port, start_server  # noqa: E402
 
 SERVER, CLIENT = sys.argv[1], sys.argv[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -43,12 +42,6 @@ def request_bytes(model, rows, data_rows):
     tensor = field(1, 2, b"sequence") + field(2, 2, b"FP32") + field(3, 2, shape)
     return (field(1, 2, model.encode()) + field(5, 2, tensor)
             + field(7, 2, bytes(4 * 2000 * data_rows)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, timeout=10):

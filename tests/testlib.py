@@ -4,6 +4,7 @@ the numpy float64 forward pass used as an oracle independent of the C++.
 """
 
 import re
+import socket
 import subprocess
 
 import numpy as np
@@ -32,6 +33,13 @@ def start_server(binary, *flags):
         if grpc_address and (metrics_address or not has_metrics):
             return proc, grpc_address, metrics_address
     raise RuntimeError("rnn-server did not start:\n" + "".join(seen))
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (the caller binds it soon after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def numpy_forward(weights, x):
