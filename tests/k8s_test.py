@@ -96,10 +96,6 @@ def metrics_text(address):
 class K8sManifestsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        missing = [tool for tool in ("kubectl", "node", "npm") if shutil.which(tool) is None]
-        if missing:
-            raise RuntimeError(f"k8s_test needs {', '.join(missing)} on PATH (docs/kubernetes.md, "
-                               "\"Checking the manifests\")")
         if not os.path.isfile(RULES):
             raise RuntimeError(f"{RULES_REL} is missing: the PrometheusRule is generated from it "
                                "and the validator compares the two")
@@ -321,4 +317,13 @@ MUTATIONS = {
 
 
 if __name__ == "__main__":
+    # kubectl and Node.js are not Debian packages: they come with the machine
+    # image (CI has them), not from deploy/install-deps.sh, so a bare Debian
+    # (deploy/check-bare-install.sh) skips this test; ctest reports it
+    # skipped (exit code 77), not passed.
+    missing = [tool for tool in ("kubectl", "node", "npm") if shutil.which(tool) is None]
+    if missing:
+        print(f"k8s_test: SKIPPED: needs {', '.join(missing)} on PATH (docs/kubernetes.md, "
+              "\"Checking the manifests\")")
+        sys.exit(77)
     unittest.main(argv=sys.argv[:1], verbosity=2)
