@@ -41,11 +41,11 @@ run: build
 # many more.
 sanitizers: deps
 	cmake --preset tsan
-	cmake --build --preset tsan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test rnn_loadgen_core_test
+	cmake --build --preset tsan -j$(JOBS) --target rnn_batching_test rnn_metrics_test rnn_loadgen_core_test
 	ctest --preset tsan -R 'Batch|Metrics[.]'
 	ctest --preset tsan -L loadgen_core
 	cmake --preset asan
-	cmake --build --preset asan -j$(JOBS) --target rnn_batcher_test rnn_metrics_test rnn_model_test rnn_loadgen_core_test
+	cmake --build --preset asan -j$(JOBS) --target rnn_batching_test rnn_metrics_test rnn_model_test rnn_loadgen_core_test
 	ctest --preset asan -R 'Batch|Metrics[.]|Safetensors|RnnWeights|RnnModel|Golden|Agreement'
 	ctest --preset asan -L loadgen_core
 

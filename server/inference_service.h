@@ -16,9 +16,9 @@
 #include <string>
 
 #include "proto/grpc_predict_v2.grpc.pb.h"
-#include "server/batcher.h"
+#include "server/batching/batcher.h"
 #include "server/inference_codec.h"
-#include "server/metrics.h"
+#include "server/metrics/metrics.h"
 #include "server/serving_state.h"
 
 namespace rnn {

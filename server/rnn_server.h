@@ -24,11 +24,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
-#include "server/batcher.h"
+#include "server/batching/batcher.h"
 #include "server/inference_codec.h"
 #include "server/inference_service.h"
-#include "server/metrics.h"
-#include "server/metrics_server.h"
+#include "server/metrics/metrics.h"
+#include "server/metrics/metrics_server.h"
 #include "server/serving_state.h"
 
 namespace rnn {

@@ -13,9 +13,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/testing/safetensors_builder.h"
+#include "server/metrics/testing/http_get.h"
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
-#include "server/testing/http_get.h"
 #include "tests/testing/client_helpers.h"
 
 namespace rnn {

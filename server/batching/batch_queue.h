@@ -15,8 +15,8 @@
 //
 // Thread-safety: none; the Batcher guards it with its mutex. Completion
 // (`TaskState::FinishRows`) is thread-safe and is called outside that mutex.
-#ifndef RNN_SERVER_BATCH_QUEUE_H_
-#define RNN_SERVER_BATCH_QUEUE_H_
+#ifndef RNN_SERVER_BATCHING_BATCH_QUEUE_H_
+#define RNN_SERVER_BATCHING_BATCH_QUEUE_H_
 
 #include <atomic>
 #include <cstddef>
@@ -157,4 +157,4 @@ class BatchQueue {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_BATCH_QUEUE_H_
+#endif  // RNN_SERVER_BATCHING_BATCH_QUEUE_H_

@@ -1,4 +1,4 @@
-#include "server/batch_queue.h"
+#include "server/batching/batch_queue.h"
 
 #include <atomic>
 #include <memory>

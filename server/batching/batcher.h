@@ -20,8 +20,8 @@
 //                                        .done = [](absl::Status s) {...}});
 //
 // Thread-safety: every public method may be called from any thread.
-#ifndef RNN_SERVER_BATCHER_H_
-#define RNN_SERVER_BATCHER_H_
+#ifndef RNN_SERVER_BATCHING_BATCHER_H_
+#define RNN_SERVER_BATCHING_BATCHER_H_
 
 #include <atomic>
 #include <condition_variable>
@@ -37,7 +37,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "server/batch_queue.h"
+#include "server/batching/batch_observer.h"
+#include "server/batching/batch_queue.h"
 
 namespace rnn {
 
@@ -49,18 +50,6 @@ class BatchExecutor {
   // Computes input.size() / input_floats_per_row rows into `output`.
   virtual absl::Status Execute(absl::Span<const float> input,
                                absl::Span<float> output) = 0;
-};
-
-// Told about each executed batch, for metrics. Called on worker threads,
-// outside the batcher's lock; must be thread-safe.
-class BatchObserver {
- public:
-  virtual ~BatchObserver() = default;
-  // A batch of `rows` rows was computed in `compute_time`; `queue_times`
-  // holds, for each slice, how long its task had waited when the batch
-  // formed.
-  virtual void OnBatch(size_t rows, absl::Duration compute_time,
-                       absl::Span<const absl::Duration> queue_times) = 0;
 };
 
 class Batcher {
@@ -155,4 +144,4 @@ class Batcher {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_BATCHER_H_
+#endif  // RNN_SERVER_BATCHING_BATCHER_H_

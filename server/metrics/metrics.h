@@ -57,8 +57,8 @@
 //   metrics.RequestFinished(status.code(), absl::Now() - arrival);
 //
 // Thread-safety: every method may be called from any thread.
-#ifndef RNN_SERVER_METRICS_H_
-#define RNN_SERVER_METRICS_H_
+#ifndef RNN_SERVER_METRICS_METRICS_H_
+#define RNN_SERVER_METRICS_METRICS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -70,7 +70,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "prometheus/registry.h"
-#include "server/batcher.h"
+#include "server/batching/batch_observer.h"
 
 namespace rnn {
 
@@ -137,4 +137,4 @@ class Metrics final : public BatchObserver {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_METRICS_H_
+#endif  // RNN_SERVER_METRICS_METRICS_H_

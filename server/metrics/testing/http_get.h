@@ -1,6 +1,6 @@
 // Test helper: a minimal HTTP/1.0 client for scraping /metrics in tests.
-#ifndef RNN_SERVER_TESTING_HTTP_GET_H_
-#define RNN_SERVER_TESTING_HTTP_GET_H_
+#ifndef RNN_SERVER_METRICS_TESTING_HTTP_GET_H_
+#define RNN_SERVER_METRICS_TESTING_HTTP_GET_H_
 
 #include <string>
 
@@ -16,4 +16,4 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 
 }  // namespace rnn::testing
 
-#endif  // RNN_SERVER_TESTING_HTTP_GET_H_
+#endif  // RNN_SERVER_METRICS_TESTING_HTTP_GET_H_

@@ -1,4 +1,4 @@
-#include "server/metrics_server.h"
+#include "server/metrics/metrics_server.h"
 
 #include <memory>
 #include <string>
@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/metrics.h"
-#include "server/testing/http_get.h"
+#include "server/metrics/metrics.h"
+#include "server/metrics/testing/http_get.h"
 
 namespace rnn {
 namespace {

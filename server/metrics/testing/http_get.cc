@@ -1,4 +1,4 @@
-#include "server/testing/http_get.h"
+#include "server/metrics/testing/http_get.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -23,8 +23,8 @@
 // snapshot taken while observations are in flight may count an observation
 // in its bucket but not yet in the sum (or the reverse); the buckets and the
 // count always agree, since the count is the buckets' total.
-#ifndef RNN_SERVER_ATOMIC_HISTOGRAM_H_
-#define RNN_SERVER_ATOMIC_HISTOGRAM_H_
+#ifndef RNN_SERVER_METRICS_ATOMIC_HISTOGRAM_H_
+#define RNN_SERVER_METRICS_ATOMIC_HISTOGRAM_H_
 
 #include <atomic>
 #include <cstdint>
@@ -67,4 +67,4 @@ class AtomicHistogram {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_ATOMIC_HISTOGRAM_H_
+#endif  // RNN_SERVER_METRICS_ATOMIC_HISTOGRAM_H_

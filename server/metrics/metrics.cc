@@ -1,4 +1,4 @@
-#include "server/metrics.h"
+#include "server/metrics/metrics.h"
 
 #include <algorithm>
 #include <array>
@@ -13,8 +13,8 @@
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/metric_type.h"
-#include "server/atomic_histogram.h"
-#include "server/process_collector.h"
+#include "server/metrics/atomic_histogram.h"
+#include "server/metrics/process_collector.h"
 
 namespace rnn {
 namespace {

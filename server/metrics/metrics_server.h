@@ -12,8 +12,8 @@
 //   if (!server.ok()) return server.status();
 //
 // Thread-safety: port() may be called from any thread.
-#ifndef RNN_SERVER_METRICS_SERVER_H_
-#define RNN_SERVER_METRICS_SERVER_H_
+#ifndef RNN_SERVER_METRICS_METRICS_SERVER_H_
+#define RNN_SERVER_METRICS_METRICS_SERVER_H_
 
 #include <memory>
 #include <string>
@@ -59,4 +59,4 @@ class MetricsServer {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_METRICS_SERVER_H_
+#endif  // RNN_SERVER_METRICS_METRICS_SERVER_H_

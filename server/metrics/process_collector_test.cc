@@ -1,4 +1,4 @@
-#include "server/process_collector.h"
+#include "server/metrics/process_collector.h"
 
 #include <sys/resource.h>
 #include <unistd.h>

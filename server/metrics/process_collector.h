@@ -22,8 +22,8 @@
 //
 // Thread-safety: Collect may be called from any thread; the collector holds
 // no mutable state.
-#ifndef RNN_SERVER_PROCESS_COLLECTOR_H_
-#define RNN_SERVER_PROCESS_COLLECTOR_H_
+#ifndef RNN_SERVER_METRICS_PROCESS_COLLECTOR_H_
+#define RNN_SERVER_METRICS_PROCESS_COLLECTOR_H_
 
 #include <string>
 #include <vector>
@@ -47,4 +47,4 @@ class ProcessCollector final : public prometheus::Collectable {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_PROCESS_COLLECTOR_H_
+#endif  // RNN_SERVER_METRICS_PROCESS_COLLECTOR_H_

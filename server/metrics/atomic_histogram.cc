@@ -1,4 +1,4 @@
-#include "server/atomic_histogram.h"
+#include "server/metrics/atomic_histogram.h"
 
 #include <algorithm>
 #include <limits>
