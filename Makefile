@@ -6,6 +6,8 @@
 #   make build           configure and build (PRESET=release|debug|asan|tsan)
 #   make sanitizers      ThreadSanitizer and AddressSanitizer runs of the
 #                        batcher and model tests
+#   make thread-safety   clang -Wthread-safety -Werror build of the libraries
+#                        that hold locks (batching, metrics) and their tests
 #   make bench           model benchmark (docs/benchmarks.md)
 #   make bench-serving   serving benchmarks: in-process client and h2load
 #   make loadtest        rnn-loadgen sweep against a fresh server; reports in
@@ -21,7 +23,7 @@ RUN_ARGS ?=
 LOADTEST_ARGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: run test build deps sanitizers bench bench-serving loadtest check-container format check-format clean
+.PHONY: run test build deps sanitizers thread-safety bench bench-serving loadtest check-container format check-format clean
 
 deps:
 	@deploy/install-deps.sh
@@ -48,6 +50,12 @@ sanitizers: deps
 	cmake --build --preset asan -j$(JOBS) --target rnn_batching_test rnn_metrics_test rnn_model_test rnn_loadgen_core_test
 	ctest --preset asan -R 'Batch|Metrics[.]|Safetensors|RnnWeights|RnnModel|Golden|Agreement'
 	ctest --preset asan -L loadgen_core
+
+# The annotations (server/batching/mutex.h) are checked by clang only; GCC
+# ignores them.
+thread-safety: deps
+	cmake --preset thread-safety
+	cmake --build --preset thread-safety -j$(JOBS) --target rnn_batching_test rnn_metrics_test
 
 bench: build
 	$(BUILD_DIR)/tests/bench/model_bench --benchmark_repetitions=3 \

@@ -30,10 +30,10 @@ BUILD="
 "
 # The tests' own tools: Python's numpy/h5py/grpc for the oracles and
 # generic client, h2load, a real Prometheus, Chromium for the report
-# screenshot.
+# screenshot, clang for the thread-safety analysis (make thread-safety).
 TEST="
   python3-numpy python3-h5py python3-grpcio python3-grpc-tools
-  nghttp2-client prometheus chromium
+  nghttp2-client prometheus chromium clang
 "
 
 case "${1:-}" in

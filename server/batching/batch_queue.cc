@@ -9,7 +9,7 @@ namespace rnn {
 
 void TaskState::FinishRows(size_t rows, const absl::Status& status) {
   if (!status.ok()) {
-    std::lock_guard<std::mutex> lock(error_mu_);
+    MutexLock lock(&error_mu_);
     if (error_.ok()) error_ = status;
   }
   if (unfinished_rows_.fetch_sub(rows, std::memory_order_acq_rel) != rows) {
@@ -17,7 +17,7 @@ void TaskState::FinishRows(size_t rows, const absl::Status& status) {
   }
   absl::Status result;
   {
-    std::lock_guard<std::mutex> lock(error_mu_);
+    MutexLock lock(&error_mu_);
     result = error_;
   }
   std::move(task_.done)(std::move(result));
@@ -55,8 +55,9 @@ absl::Status BatchQueue::DeadStatus(const TaskState& task, absl::Time now) {
 void BatchQueue::Sweep(absl::Time now, std::vector<DroppedTask>& dropped) {
   auto keep = tasks_.begin();
   for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
-    absl::Status dead =
-        (*it)->next_row_ == 0 ? DeadStatus(**it, now) : absl::OkStatus();
+    // A task partly handed to a batch is computed to the end.
+    const bool started = it == tasks_.begin() && front_next_row_ > 0;
+    absl::Status dead = started ? absl::OkStatus() : DeadStatus(**it, now);
     if (dead.ok()) {
       *keep++ = std::move(*it);
     } else {
@@ -82,7 +83,7 @@ bool BatchQueue::PopBatch(absl::Time now, bool flush, Batch& batch,
   // Drops dead tasks at the head so they neither count towards a batch nor
   // hold one back; returns whether a live task heads the queue.
   const auto live_head = [&] {
-    while (!tasks_.empty() && tasks_.front()->next_row_ == 0) {
+    while (!tasks_.empty() && front_next_row_ == 0) {
       absl::Status dead = DeadStatus(*tasks_.front(), now);
       if (dead.ok()) break;
       queued_rows_ -= tasks_.front()->rows();
@@ -100,17 +101,20 @@ bool BatchQueue::PopBatch(absl::Time now, bool flush, Batch& batch,
   const size_t max = options_.max_batch_size;
   while (batch.rows < max && live_head()) {
     TaskState& task = *tasks_.front();
-    const size_t remaining = task.rows() - task.next_row_;
+    const size_t remaining = task.rows() - front_next_row_;
     const size_t space = max - batch.rows;
     // A task that fits a batch stays whole; a larger one is cut into
     // max-sized slices, each starting a batch of its own.
     if (remaining > space && batch.rows > 0) break;
     const size_t take = std::min(remaining, space);
-    batch.slices.push_back({tasks_.front(), task.next_row_, take});
+    batch.slices.push_back({tasks_.front(), front_next_row_, take});
     batch.rows += take;
-    task.next_row_ += take;
+    front_next_row_ += take;
     queued_rows_ -= take;
-    if (task.next_row_ == task.rows()) tasks_.pop_front();
+    if (front_next_row_ == task.rows()) {
+      tasks_.pop_front();
+      front_next_row_ = 0;
+    }
   }
   return true;
 }

@@ -24,7 +24,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "server/batching/mutex.h"
 
 namespace rnn {
 
@@ -74,9 +74,8 @@ class TaskState {
   BatchTask task_;
   const size_t rows_;
   const absl::Time enqueued_;
-  size_t next_row_ = 0;  // Rows handed to batches so far (BatchQueue only).
   std::atomic<size_t> unfinished_rows_;
-  std::mutex error_mu_;
+  Mutex error_mu_;
   absl::Status error_ ABSL_GUARDED_BY(error_mu_);
 };
 
@@ -151,6 +150,10 @@ class BatchQueue {
 
   const Options options_;
   std::deque<std::shared_ptr<TaskState>> tasks_;
+  // Rows of the front task already handed to batches. Only the front task
+  // can be partly taken (the queue is FIFO), so this is the queue's own
+  // state and shares whatever lock guards the queue (the Batcher's).
+  size_t front_next_row_ = 0;
   size_t queued_rows_ = 0;
   bool sweep_requested_ = false;
 };

@@ -68,7 +68,7 @@ absl::Status Batcher::Submit(BatchTask task) {
         options_.output_floats_per_row, " per row"));
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) {
       return absl::UnavailableError("server is shutting down");
     }
@@ -81,16 +81,16 @@ absl::Status Batcher::Submit(BatchTask task) {
 
 void Batcher::NotifyCancelled() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     queue_.RequestSweep();
   }
   work_cv_.notify_one();
 }
 
 void Batcher::Stop() {
-  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  MutexLock stop_lock(&stop_mu_);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   work_cv_.notify_all();
@@ -106,7 +106,7 @@ Batcher::Stats Batcher::stats() const {
 }
 
 size_t Batcher::queued_rows() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queue_.queued_rows();
 }
 
@@ -114,7 +114,7 @@ void Batcher::WorkerLoop(Worker& worker) {
   for (;;) {
     bool have_batch = false, exit = false, more_work = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (;;) {
         have_batch = queue_.PopBatch(absl::Now(), stopping_, worker.batch,
                                      worker.dropped);
@@ -125,9 +125,9 @@ void Batcher::WorkerLoop(Worker& worker) {
         }
         const absl::Time due = queue_.NextDueTime();
         if (due == absl::InfiniteFuture()) {
-          work_cv_.wait(lock);
+          mu_.Wait(work_cv_);
         } else {
-          work_cv_.wait_until(lock, absl::ToChronoTime(due));
+          mu_.WaitUntil(work_cv_, absl::ToChronoTime(due));
         }
       }
       more_work = !queue_.empty();
