@@ -4,15 +4,17 @@
 //   rnn-client metadata                    # server and model metadata
 //   rnn-client infer --random=4            # 4 random sequences
 //   rnn-client infer --eval_set            # the bundled labelled eval set
-//   rnn-client infer --input=batch.npy     # float32/64 array [N, T, C] or [T,
-//   C] rnn-client infer --eval_set --json     # machine-readable
+//   rnn-client infer --input=batch.npy     # float32/64 [N, T, C] or [T, C]
+//   rnn-client infer --eval_set --json     # machine-readable
 //
 // The input's shape is taken from the server's ModelMetadata. Exits 0 on
 // success, 1 with the server's status on an error, 2 on bad usage.
-#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -21,10 +23,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/types/span.h"
 #include "client/inference_client.h"
 #include "client/npy.h"
 #include "model/bundled.h"
-#include "model/safetensors.h"
+#include "model/eval_set.h"
+#include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, target, "localhost:8001",
           "Server address host:port; several, comma-separated, are used "
@@ -59,17 +63,19 @@ int Usage(const std::string& message) {
   return 2;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrCat("\\u00", c < 16 ? "0" : "", absl::Hex(c));
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
+// JSON whose numbers are float, as the probabilities are: the shortest text
+// that reads back as the same float is "0.1", where a double would print
+// "0.10000000149011612". Keys keep their insertion order.
+using Json =
+    nlohmann::basic_json<nlohmann::ordered_map, std::vector, std::string, bool,
+                         std::int64_t, std::uint64_t, float>;
+
+// Prints `value` on one line. NaN and infinities are written as null; invalid
+// UTF-8 from the server is replaced rather than thrown on.
+void PrintJson(const Json& value) {
+  std::printf(
+      "%s\n",
+      value.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
 }
 
 int Health(rnn::InferenceClient& client) {
@@ -83,10 +89,10 @@ int Health(rnn::InferenceClient& client) {
   absl::StatusOr<bool> ready = client.ServerReady();
   if (!ready.ok()) return Fail(ready.status());
   if (absl::GetFlag(FLAGS_json)) {
-    std::printf(
-        "{\"health\":%s,\"inference_service\":%s,\"live\":%s,\"ready\":%s}\n",
-        JsonString(*overall).c_str(), JsonString(*service).c_str(),
-        *live ? "true" : "false", *ready ? "true" : "false");
+    PrintJson({{"health", *overall},
+               {"inference_service", *service},
+               {"live", *live},
+               {"ready", *ready}});
   } else {
     std::printf(
         "health             %s\ninference service  %s\nlive               %s\n"
@@ -97,17 +103,16 @@ int Health(rnn::InferenceClient& client) {
   return *overall == "SERVING" ? 0 : 1;
 }
 
-std::string TensorsJson(
-    const google::protobuf::RepeatedPtrField<
-        inference::ModelMetadataResponse::TensorMetadata>& tensors) {
-  std::vector<std::string> parts;
+Json TensorsJson(const google::protobuf::RepeatedPtrField<
+                 inference::ModelMetadataResponse::TensorMetadata>& tensors) {
+  Json out = Json::array();
   for (const auto& t : tensors) {
-    parts.push_back(absl::StrCat("{\"name\":", JsonString(t.name()),
-                                 ",\"datatype\":", JsonString(t.datatype()),
-                                 ",\"shape\":[", absl::StrJoin(t.shape(), ","),
-                                 "]}"));
+    out.push_back(
+        {{"name", t.name()},
+         {"datatype", t.datatype()},
+         {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())}});
   }
-  return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
+  return out;
 }
 
 int Metadata(rnn::InferenceClient& client) {
@@ -118,20 +123,15 @@ int Metadata(rnn::InferenceClient& client) {
       client.ModelMetadata(absl::GetFlag(FLAGS_model));
   if (!model.ok()) return Fail(model.status());
   if (absl::GetFlag(FLAGS_json)) {
-    std::printf(
-        "{\"server\":{\"name\":%s,\"version\":%s},\"model\":{\"name\":%s,"
-        "\"versions\":[%s],\"platform\":%s,\"inputs\":%s,\"outputs\":%s}}\n",
-        JsonString(server->name()).c_str(),
-        JsonString(server->version()).c_str(),
-        JsonString(model->name()).c_str(),
-        absl::StrJoin(model->versions(), ",",
-                      [](std::string* out, const std::string& v) {
-                        out->append(JsonString(v));
-                      })
-            .c_str(),
-        JsonString(model->platform()).c_str(),
-        TensorsJson(model->inputs()).c_str(),
-        TensorsJson(model->outputs()).c_str());
+    PrintJson(
+        {{"server", {{"name", server->name()}, {"version", server->version()}}},
+         {"model",
+          {{"name", model->name()},
+           {"versions", std::vector<std::string>(model->versions().begin(),
+                                                 model->versions().end())},
+           {"platform", model->platform()},
+           {"inputs", TensorsJson(model->inputs())},
+           {"outputs", TensorsJson(model->outputs())}}}});
     return 0;
   }
   std::printf(
@@ -149,108 +149,209 @@ int Metadata(rnn::InferenceClient& client) {
   return 0;
 }
 
-int Infer(rnn::InferenceClient& client) {
-  const std::string model = absl::GetFlag(FLAGS_model);
+// The model's input as its ModelMetadata describes it.
+struct ModelShape {
+  std::string model;            // Its name, as requested.
+  std::string input_name;       // Its one input tensor.
+  int64_t sequence_length = 0;  // T
+  int64_t input_size = 0;       // C
+
+  int64_t floats_per_sequence() const { return sequence_length * input_size; }
+};
+
+absl::StatusOr<ModelShape> GetModelShape(rnn::InferenceClient& client,
+                                         const std::string& model) {
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
       client.ModelMetadata(model);
-  if (!metadata.ok()) return Fail(metadata.status());
-  if (metadata->inputs_size() != 1 || metadata->inputs(0).shape_size() != 3) {
-    return Fail(absl::FailedPreconditionError(
-        "model metadata does not describe one [-1, T, C] input"));
+  if (!metadata.ok()) return metadata.status();
+  if (metadata->inputs_size() != 1 || metadata->inputs(0).shape_size() != 3 ||
+      metadata->inputs(0).shape(1) < 1 || metadata->inputs(0).shape(2) < 1) {
+    return absl::FailedPreconditionError(
+        "model metadata does not describe one [-1, T, C] input");
   }
-  const int64_t t = metadata->inputs(0).shape(1);
-  const int64_t c = metadata->inputs(0).shape(2);
+  const inference::ModelMetadataResponse::TensorMetadata& input =
+      metadata->inputs(0);
+  return ModelShape{model, input.name(), input.shape(1), input.shape(2)};
+}
 
-  std::vector<float> data;
-  std::vector<int32_t> labels;
-  std::string eval_path = absl::GetFlag(FLAGS_eval_set_path);
-  const bool eval = absl::GetFlag(FLAGS_eval_set) || !eval_path.empty();
-  const std::string npy = absl::GetFlag(FLAGS_input);
-  const int random = absl::GetFlag(FLAGS_random);
-  if ((eval ? 1 : 0) + (npy.empty() ? 0 : 1) + (random > 0 ? 1 : 0) != 1) {
-    return Usage("infer needs exactly one of --input, --eval_set, --random=N");
-  }
-  if (eval) {
-    if (eval_path.empty()) {
-      eval_path = rnn::FindBundledFile(rnn::kBundledEvalSetFile);
-    }
-    absl::StatusOr<rnn::SafetensorsFile> file =
-        rnn::SafetensorsFile::Read(eval_path);
-    if (!file.ok()) return Fail(file.status());
-    absl::StatusOr<std::vector<int32_t>> l = file->ReadInt32("label", {});
-    if (!l.ok()) return Fail(l.status());
-    labels = *std::move(l);
-    absl::StatusOr<std::vector<float>> x =
-        file->ReadFloat32("input", {static_cast<int64_t>(labels.size()), t, c});
-    if (!x.ok()) return Fail(x.status());
-    data = *std::move(x);
-  } else if (!npy.empty()) {
-    absl::StatusOr<rnn::NpyArray> array = rnn::ReadNpy(npy);
-    if (!array.ok()) return Fail(array.status());
-    data = std::move(array->values);
-  } else {
-    std::mt19937 rng(absl::GetFlag(FLAGS_seed));
-    std::uniform_real_distribution<float> dist(-1.f, 1.f);
-    data.resize(static_cast<size_t>(random) * t * c);
-    for (float& v : data) v = dist(rng);
-  }
-  if (data.empty() || data.size() % (t * c) != 0) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("input has ", data.size(), " values; model '", model,
-                     "' takes sequences of ", t, " x ", c, " = ", t * c)));
-  }
-  const int64_t n = static_cast<int64_t>(data.size()) / (t * c);
+enum class InputSource { kEvalSet, kNpy, kRandom };
 
+// The source the flags name, or nullopt unless they name exactly one.
+std::optional<InputSource> ChosenInputSource() {
+  const bool eval = absl::GetFlag(FLAGS_eval_set) ||
+                    !absl::GetFlag(FLAGS_eval_set_path).empty();
+  const bool npy = !absl::GetFlag(FLAGS_input).empty();
+  const bool random = absl::GetFlag(FLAGS_random) > 0;
+  if ((eval ? 1 : 0) + (npy ? 1 : 0) + (random ? 1 : 0) != 1) {
+    return std::nullopt;
+  }
+  if (eval) return InputSource::kEvalSet;
+  return npy ? InputSource::kNpy : InputSource::kRandom;
+}
+
+// The sequences to send.
+struct Inputs {
+  std::vector<float> values;    // Row-major [N, T, C].
+  std::vector<int32_t> labels;  // One per sequence for an eval set, else none.
+};
+
+absl::StatusOr<Inputs> ReadEvalSet(const ModelShape& shape) {
+  std::string path = absl::GetFlag(FLAGS_eval_set_path);
+  if (path.empty()) path = rnn::FindBundledFile(rnn::kBundledEvalSetFile);
+  absl::StatusOr<rnn::EvalSet> eval =
+      rnn::LoadEvalSet(path, shape.sequence_length, shape.input_size);
+  if (!eval.ok()) return eval.status();
+  return Inputs{std::move(eval->inputs), std::move(eval->labels)};
+}
+
+absl::StatusOr<Inputs> ReadNpyInputs(const std::string& path) {
+  absl::StatusOr<rnn::NpyArray> array = rnn::ReadNpy(path);
+  if (!array.ok()) return array.status();
+  return Inputs{std::move(array->values), {}};
+}
+
+Inputs RandomInputs(int count, uint32_t seed, const ModelShape& shape) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  Inputs inputs;
+  inputs.values.resize(static_cast<size_t>(count) *
+                       shape.floats_per_sequence());
+  for (float& v : inputs.values) v = dist(rng);
+  return inputs;
+}
+
+// Reads `source` and checks that it holds whole sequences of `shape`.
+absl::StatusOr<Inputs> ReadInputs(InputSource source, const ModelShape& shape) {
+  absl::StatusOr<Inputs> inputs;
+  switch (source) {
+    case InputSource::kEvalSet:
+      inputs = ReadEvalSet(shape);
+      break;
+    case InputSource::kNpy:
+      inputs = ReadNpyInputs(absl::GetFlag(FLAGS_input));
+      break;
+    case InputSource::kRandom:
+      inputs = RandomInputs(absl::GetFlag(FLAGS_random),
+                            absl::GetFlag(FLAGS_seed), shape);
+      break;
+  }
+  if (!inputs.ok()) return inputs;
+  const size_t size = inputs->values.size();
+  const int64_t per_sequence = shape.floats_per_sequence();
+  if (size == 0 || size % static_cast<size_t>(per_sequence) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input has ", size, " values; model '", shape.model,
+                     "' takes sequences of ", shape.sequence_length, " x ",
+                     shape.input_size, " = ", per_sequence));
+  }
+  return inputs;
+}
+
+// Sends `values`, whole sequences of `shape`, in one request and returns the
+// answer, checked to hold one row of probabilities per sequence.
+absl::StatusOr<rnn::InferOutput> Classify(rnn::InferenceClient& client,
+                                          const ModelShape& shape,
+                                          absl::Span<const float> values) {
+  const int64_t n =
+      static_cast<int64_t>(values.size()) / shape.floats_per_sequence();
   rnn::InferInput input;
-  input.model = model;
-  input.input_name = metadata->inputs(0).name();
-  input.data = data;
-  input.shape = {n, t, c};
+  input.model = shape.model;
+  input.input_name = shape.input_name;
+  input.data = values;
+  input.shape = {n, shape.sequence_length, shape.input_size};
   input.id = "rnn-client";
   input.typed_contents = absl::GetFlag(FLAGS_typed);
   absl::StatusOr<rnn::InferOutput> out = client.Infer(input);
-  if (!out.ok()) return Fail(out.status());
+  if (!out.ok()) return out;
   if (out->shape.size() != 2 || out->shape[0] != n) {
-    return Fail(absl::DataLossError("output shape does not match the input"));
+    return absl::DataLossError("output shape does not match the input");
   }
-  const int64_t o = out->shape[1];
+  return out;
+}
 
-  int64_t correct = 0;
-  std::vector<std::string> rows;
-  const bool json = absl::GetFlag(FLAGS_json);
-  if (!json) {
-    std::printf("%6s  %5s  %11s%s\n", "seq", "class", "probability",
-                labels.empty() ? "" : "  label");
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const float* p = out->values.data() + i * o;
-    const int64_t best = std::max_element(p, p + o) - p;
-    if (!labels.empty()) correct += best == labels[i];
-    if (json) {
-      rows.push_back(absl::StrCat(
-          "{\"index\":", i, ",\"class\":", best, ",\"probability\":", p[best],
-          labels.empty() ? "" : absl::StrCat(",\"label\":", labels[i]),
-          ",\"probabilities\":[", absl::StrJoin(p, p + o, ","), "]}"));
+// Row `i` of the answer's probabilities.
+absl::Span<const float> Row(const rnn::InferOutput& out, int64_t i) {
+  const size_t width = static_cast<size_t>(out.shape[1]);
+  return absl::MakeConstSpan(out.values).subspan(i * width, width);
+}
+
+// One line per sequence: its top class and that class's probability, or "-"
+// and "nan" for a NaN row, then its label when there are labels; then the
+// accuracy.
+void PrintTable(const rnn::InferOutput& out, absl::Span<const int32_t> labels) {
+  std::printf("%6s  %5s  %11s%s\n", "seq", "class", "probability",
+              labels.empty() ? "" : "  label");
+  for (int64_t i = 0; i < out.shape[0]; ++i) {
+    const absl::Span<const float> p = Row(out, i);
+    const int64_t best = rnn::TopClass(p);
+    const std::string label =
+        labels.empty()
+            ? ""
+            : absl::StrCat("  ", labels[i],
+                           best >= 0 && best == labels[i] ? "" : "  (wrong)");
+    if (best < 0) {
+      std::printf("%6lld  %5s  %11s%s\n", static_cast<long long>(i), "-", "nan",
+                  label.c_str());
     } else {
       std::printf("%6lld  %5lld  %11.4f%s\n", static_cast<long long>(i),
-                  static_cast<long long>(best), p[best],
-                  labels.empty()
-                      ? ""
-                      : absl::StrCat("  ", labels[i],
-                                     best == labels[i] ? "" : "  (wrong)")
-                            .c_str());
+                  static_cast<long long>(best), p[best], label.c_str());
     }
   }
-  const double accuracy = labels.empty() ? 0 : static_cast<double>(correct) / n;
-  if (json) {
-    std::printf(
-        "{\"model\":%s,\"version\":%s,\"id\":%s,\"results\":[%s]%s}\n",
-        JsonString(out->model).c_str(), JsonString(out->version).c_str(),
-        JsonString(out->id).c_str(), absl::StrJoin(rows, ",").c_str(),
-        labels.empty() ? "" : absl::StrCat(",\"accuracy\":", accuracy).c_str());
-  } else if (!labels.empty()) {
-    std::printf("accuracy %.4f (%lld/%lld)\n", accuracy,
-                static_cast<long long>(correct), static_cast<long long>(n));
+  if (labels.empty()) return;
+  const int64_t o = out.shape[1];
+  std::printf("accuracy %.4f (%lld/%lld)\n",
+              rnn::Accuracy(out.values, o, labels),
+              static_cast<long long>(rnn::CountCorrect(out.values, o, labels)),
+              static_cast<long long>(labels.size()));
+}
+
+// {"model", "version", "id", "results": [{"index", "class", "probability",
+// "label", "probabilities"}, ...], "accuracy"}, "label" and "accuracy" only
+// with labels. A NaN row has null for its class, probability and each
+// probability.
+void PrintInferJson(const rnn::InferOutput& out,
+                    absl::Span<const int32_t> labels) {
+  Json results = Json::array();
+  for (int64_t i = 0; i < out.shape[0]; ++i) {
+    const absl::Span<const float> p = Row(out, i);
+    const int64_t best = rnn::TopClass(p);
+    Json row;
+    row["index"] = i;
+    row["class"] = best < 0 ? Json() : Json(best);
+    row["probability"] = best < 0 ? Json() : Json(p[best]);
+    if (!labels.empty()) row["label"] = labels[i];
+    // The dump writes each NaN as null.
+    row["probabilities"] = std::vector<float>(p.begin(), p.end());
+    results.push_back(std::move(row));
+  }
+  Json answer = {{"model", out.model},
+                 {"version", out.version},
+                 {"id", out.id},
+                 {"results", std::move(results)}};
+  if (!labels.empty()) {
+    answer["accuracy"] =
+        static_cast<float>(rnn::Accuracy(out.values, out.shape[1], labels));
+  }
+  PrintJson(answer);
+}
+
+int Infer(rnn::InferenceClient& client) {
+  const std::optional<InputSource> source = ChosenInputSource();
+  if (!source.has_value()) {
+    return Usage("infer needs exactly one of --input, --eval_set, --random=N");
+  }
+  absl::StatusOr<ModelShape> shape =
+      GetModelShape(client, absl::GetFlag(FLAGS_model));
+  if (!shape.ok()) return Fail(shape.status());
+  absl::StatusOr<Inputs> inputs = ReadInputs(*source, *shape);
+  if (!inputs.ok()) return Fail(inputs.status());
+  absl::StatusOr<rnn::InferOutput> out =
+      Classify(client, *shape, inputs->values);
+  if (!out.ok()) return Fail(out.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintInferJson(*out, inputs->labels);
+  } else {
+    PrintTable(*out, inputs->labels);
   }
   return 0;
 }

@@ -6,7 +6,8 @@
 //   rnn-eval --model=m.safetensors --eval_set=e.safetensors --min_accuracy=0.95
 //
 // The eval set is a safetensors file with `input` F32 [N, T, C] and `label`
-// I32 [N]. Exits 1 when loading fails or the accuracy is below
+// I32 [N] (model/eval_set.h). Exits 1 when loading fails or the accuracy is
+// below
 // --min_accuracy.
 #include <algorithm>
 #include <chrono>
@@ -18,8 +19,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "model/bundled.h"
+#include "model/eval_set.h"
 #include "model/rnn_model.h"
-#include "model/safetensors.h"
 
 ABSL_FLAG(std::string, model, "",
           "Path of the safetensors weights file (default: the bundled "
@@ -60,17 +61,11 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<rnn::RnnModel>> model =
       rnn::RnnModel::Load(model_path, options);
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<rnn::SafetensorsFile> eval =
-      rnn::SafetensorsFile::Read(eval_path);
-  if (!eval.ok()) return Fail(eval.status());
   rnn::RnnModel& m = **model;
   const int64_t t = m.sequence_length(), c = m.input_size();
-  absl::StatusOr<std::vector<int32_t>> labels = eval->ReadInt32("label", {});
-  if (!labels.ok()) return Fail(labels.status());
-  const int64_t n = static_cast<int64_t>(labels->size());
-  absl::StatusOr<std::vector<float>> input =
-      eval->ReadFloat32("input", {n, t, c});
-  if (!input.ok()) return Fail(input.status());
+  absl::StatusOr<rnn::EvalSet> eval = rnn::LoadEvalSet(eval_path, t, c);
+  if (!eval.ok()) return Fail(eval.status());
+  const int64_t n = eval->size();
 
   const size_t batch = std::max(1, absl::GetFlag(FLAGS_batch_size));
   const size_t o = m.num_classes(), per_sequence = m.floats_per_sequence();
@@ -78,20 +73,17 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   for (size_t first = 0; first < static_cast<size_t>(n); first += batch) {
     const size_t count = std::min(batch, n - first);
-    absl::Status s = m.Run(absl::MakeConstSpan(*input).subspan(
-                               first * per_sequence, count * per_sequence),
-                           absl::MakeSpan(probs).subspan(first * o, count * o));
+    absl::Status s =
+        m.Run(absl::MakeConstSpan(eval->inputs)
+                  .subspan(first * per_sequence, count * per_sequence),
+              absl::MakeSpan(probs).subspan(first * o, count * o));
     if (!s.ok()) return Fail(s);
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = probs.data() + i * o;
-    correct += (std::max_element(row, row + o) - row) == (*labels)[i];
-  }
-  const double accuracy = n == 0 ? 0.0 : static_cast<double>(correct) / n;
+  const int64_t correct = rnn::CountCorrect(probs, o, eval->labels);
+  const double accuracy = rnn::Accuracy(probs, o, eval->labels);
   std::printf("model     %s (T=%lld C=%lld H=%d O=%zu)\n", model_path.c_str(),
               static_cast<long long>(t), static_cast<long long>(c),
               m.hidden_size(), o);

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/eval_set.h"
 #include "model/reference_forward.h"
 #include "model/safetensors.h"
 #include "model/testing/safetensors_builder.h"
@@ -283,22 +284,13 @@ TEST(BundledModelTest, ClassifiesTheEvalSetAtTheTrainedAccuracy) {
   ASSERT_TRUE(w.ok()) << w.status();
   std::unique_ptr<RnnModel> model = MakeModel(*w);
 
-  absl::StatusOr<SafetensorsFile> eval = SafetensorsFile::Read(kBundledEvalSet);
+  absl::StatusOr<EvalSet> eval = LoadEvalSet(kBundledEvalSet, 20, 100);
   ASSERT_TRUE(eval.ok()) << eval.status();
-  const std::vector<int32_t> labels = *eval->ReadInt32("label", {});
-  const int64_t n = static_cast<int64_t>(labels.size());
+  const int64_t n = eval->size();
   ASSERT_GE(n, 100);
-  absl::StatusOr<std::vector<float>> input =
-      eval->ReadFloat32("input", {n, 20, 100});
-  ASSERT_TRUE(input.ok()) << input.status();
 
-  const Outputs out = RunModel(*model, *input);
-  int correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = out.probabilities.data() + i * 10;
-    correct += (std::max_element(row, row + 10) - row) == labels[i];
-  }
-  const double accuracy = static_cast<double>(correct) / n;
+  const Outputs out = RunModel(*model, eval->inputs);
+  const double accuracy = Accuracy(out.probabilities, 10, eval->labels);
   // float32 rounding may tip one borderline sequence either way.
   EXPECT_NEAR(accuracy, reported, 1.0 / n + 1e-4);
   EXPECT_GE(accuracy, 0.95);

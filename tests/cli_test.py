@@ -18,8 +18,13 @@ import numpy as np
 SERVER, CLIENT, MODEL_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, MODEL_DIR)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_io import read_safetensors  # noqa: E402
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 from testlib import numpy_forward, start_server  # noqa: E402
+
+
+def strict_json_constant(name):
+    """json.loads accepts NaN and Infinity, which JSON does not; refuse them."""
+    raise ValueError(f"not JSON: {name}")
 
 
 class CliTest(unittest.TestCase):
@@ -75,6 +80,72 @@ class CliTest(unittest.TestCase):
         got = np.array([row["probabilities"] for row in json.loads(r.stdout)["results"]])
         weights, _ = read_safetensors(os.path.join(MODEL_DIR, "rnn.safetensors"))
         self.assertLess(np.abs(got - numpy_forward(weights, x.astype(np.float64))).max(), 1e-5)
+
+    def nan_input(self):
+        """Four sequences, the third holding one NaN: the server answers NaN
+        for that row only. Returns the .npy's path and the numpy oracle's
+        probabilities of the other rows (index -> row)."""
+        x = np.random.default_rng(6).uniform(-1, 1, (4, 20, 100)).astype(np.float32)
+        x[2, 7, 31] = np.nan
+        path = os.path.join(self.tmp.name, "nan.npy")
+        np.save(path, x)
+        weights, _ = read_safetensors(os.path.join(MODEL_DIR, "rnn.safetensors"))
+        expected = {i: numpy_forward(weights, x[i:i + 1].astype(np.float64))[0]
+                    for i in (0, 1, 3)}
+        return path, expected
+
+    def test_infer_json_writes_a_nan_row_as_null(self):
+        path, expected = self.nan_input()
+        r = self.client("infer", f"--input={path}", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout, parse_constant=strict_json_constant)
+        rows = out["results"]
+        self.assertEqual([row["index"] for row in rows], [0, 1, 2, 3])
+        self.assertIsNone(rows[2]["class"])
+        self.assertIsNone(rows[2]["probability"])
+        self.assertEqual(rows[2]["probabilities"], [None] * 10)
+        for i, want in expected.items():
+            got = np.array(rows[i]["probabilities"], dtype=np.float64)
+            self.assertLess(np.abs(got - want).max(), 1e-5, f"row {i}")
+            self.assertEqual(rows[i]["class"], int(np.argmax(want)), f"row {i}")
+            self.assertAlmostEqual(rows[i]["probability"], want.max(), delta=1e-5)
+
+    def test_infer_table_prints_a_nan_row_as_nan(self):
+        path, expected = self.nan_input()
+        r = self.client("infer", f"--input={path}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [l.split() for l in r.stdout.splitlines()[1:] if l.strip()]
+        self.assertEqual(len(rows), 4, r.stdout)
+        self.assertEqual(rows[2], ["2", "-", "nan"])
+        for i, want in expected.items():
+            self.assertEqual(int(rows[i][1]), int(np.argmax(want)), f"row {i}")
+            self.assertAlmostEqual(float(rows[i][2]), want.max(), delta=1e-4)
+
+    def test_eval_set_counts_a_nan_row_as_wrong(self):
+        # The NaN goes into a sequence labelled 0: taking the first of ten NaNs
+        # as the top class would count it right.
+        tensors, _ = read_safetensors(os.path.join(MODEL_DIR, "eval_set.safetensors"))
+        x, labels = tensors["input"][:8].copy(), tensors["label"][:8].copy()
+        labels[3] = 0
+        x[3, 0, 0] = np.nan
+        path = os.path.join(self.tmp.name, "nan_eval_set.safetensors")
+        write_safetensors(path, {"input": x, "label": labels})
+        weights, _ = read_safetensors(os.path.join(MODEL_DIR, "rnn.safetensors"))
+        right = [i != 3 and int(np.argmax(numpy_forward(weights, x[i:i + 1].astype(np.float64))))
+                 == labels[i] for i in range(8)]
+
+        r = self.client("infer", f"--eval_set_path={path}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[4].split(), ["3", "-", "nan", "0", "(wrong)"])
+        self.assertIn(f"accuracy {sum(right) / 8:.4f} ({sum(right)}/8)", r.stdout)
+
+        r = self.client("infer", f"--eval_set_path={path}", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout, parse_constant=strict_json_constant)
+        self.assertIsNone(out["results"][3]["class"])
+        self.assertEqual(out["results"][3]["label"], 0)
+        self.assertAlmostEqual(out["accuracy"], sum(right) / 8, delta=1e-6)
 
     def test_errors_exit_non_zero_with_the_reason(self):
         bad = os.path.join(self.tmp.name, "bad.npy")
