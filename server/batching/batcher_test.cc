@@ -1,5 +1,6 @@
 #include "server/batching/batcher.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -258,17 +259,72 @@ TEST(BatcherTest, ExpiredAndCancelledRequestsNeverReachTheExecutor) {
   EXPECT_EQ(batcher->stats().dropped, 2);
 }
 
+// Holds the only instance inside Execute with a first request, so that the
+// requests submitted next are all queued before their batch forms.
+void OccupyTheInstance(Batcher& batcher, FakeExecutor::Shared& shared,
+                       Request& blocker) {
+  shared.gated = true;
+  ASSERT_TRUE(batcher.Submit(blocker.Task()).ok());
+  const absl::Time give_up = absl::Now() + kWait;
+  while (shared.entered.load() < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(shared.entered.load(), 1);
+}
+
 TEST(BatcherTest, ExecutorErrorReachesEveryTaskInTheBatch) {
   FakeExecutor::Shared shared;
   shared.result = absl::InternalError("model broke");
   auto batcher = MakeBatcher(shared);
-  Request a(2, 0), b(3, 10);
+  Request blocker(1, 1000), a(2, 0), b(3, 10);
+  OccupyTheInstance(*batcher, shared, blocker);
   ASSERT_TRUE(batcher->Submit(a.Task()).ok());
   ASSERT_TRUE(batcher->Submit(b.Task()).ok());
+  shared.gate.Notify();
   ASSERT_TRUE(a.Wait());
   ASSERT_TRUE(b.Wait());
+  batcher->Stop();
+  {
+    // a and b were computed as one batch of 5 rows, after the blocker's.
+    std::lock_guard<std::mutex> lock(shared.mu);
+    EXPECT_EQ(shared.batch_sizes, (std::vector<size_t>{1, 5}));
+  }
   EXPECT_EQ(a.status.message(), "model broke");
   EXPECT_EQ(b.status.message(), "model broke");
+}
+
+TEST(BatcherTest, BatchesNeverExceedMaxBatchSize) {
+  FakeExecutor::Shared shared;
+  Batcher::Options options;
+  options.max_batch_size = 4;
+  auto batcher = MakeBatcher(shared, 1, options);
+  Request blocker(1, 1000);
+  OccupyTheInstance(*batcher, shared, blocker);
+  // 13 rows queued at once: 3 + 3 + 2 + 1 + 4 would fill several batches if
+  // the bound were not kept; 9 rows must also be cut into slices.
+  std::vector<std::unique_ptr<Request>> requests;
+  for (size_t rows : {3, 3, 2, 1, 4, 9}) {
+    requests.push_back(
+        std::make_unique<Request>(rows, 100.f * requests.size()));
+    ASSERT_TRUE(batcher->Submit(requests.back()->Task()).ok());
+  }
+  shared.gate.Notify();
+  for (auto& r : requests) {
+    ASSERT_TRUE(r->Wait());
+    EXPECT_TRUE(r->status.ok());
+    EXPECT_TRUE(r->HasOwnAnswers());
+  }
+  batcher->Stop();
+  std::lock_guard<std::mutex> lock(shared.mu);
+  size_t total = 0;
+  for (size_t rows : shared.batch_sizes) {
+    EXPECT_LE(rows, 4u);
+    total += rows;
+  }
+  EXPECT_EQ(total, 1u + 22u);
+  // Full batches did form: the bound was reached, not just respected.
+  EXPECT_NE(std::find(shared.batch_sizes.begin(), shared.batch_sizes.end(), 4u),
+            shared.batch_sizes.end());
 }
 
 TEST(BatcherTest, InstancesComputeInParallel) {
@@ -341,11 +397,16 @@ TEST(BatcherTest, RefusesMalformedTasksAndOptions) {
   t.output = absl::MakeSpan(out);
   EXPECT_EQ(batcher->Submit(std::move(t)).code(),
             absl::StatusCode::kInvalidArgument);
+  // With an executor, so that only the option can be what is refused.
   Batcher::Options bad;
   bad.input_floats_per_row = kIn;
   bad.output_floats_per_row = kOut;
   bad.max_batch_size = 0;
-  EXPECT_FALSE(Batcher::Create(bad, {}).ok());
+  std::vector<std::unique_ptr<BatchExecutor>> executors;
+  executors.push_back(std::make_unique<FakeExecutor>(shared));
+  const auto refused = Batcher::Create(bad, std::move(executors));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("max_batch_size"));
 }
 
 TEST(BatcherTest, ObserverSeesEveryBatch) {
