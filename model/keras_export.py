@@ -197,17 +197,20 @@ def _read_keras2_layer(group, name):
 def _infer_keras2_class(weights):
     """Guesses a Keras 2 layer's class from its weights when there is no config.
 
-    RNN weights live under their cell's scope (`simple_rnn_cell`, `lstm_cell`,
-    `gru_cell`) in tf.keras; otherwise the shapes decide: a SimpleRNN has
-    kernel [C, H] with a square recurrent_kernel [H, H], a Dense a 2-D kernel
-    and no recurrent kernel. Returns None when unsure.
+    RNN weights live under their cell's scope in tf.keras,
+    `<layer>/<cell scope>/<weight>:0`, the scope being `simple_rnn_cell`,
+    `lstm_cell` or `gru_cell`, made unique by TF in later models
+    (`lstm_1/lstm_cell_1/kernel:0`); only the parts between the layer name and
+    the weight name are scopes (a layer may itself be named e.g. "output_cell").
+    Otherwise the shapes decide: a SimpleRNN has kernel [C, H] with a square
+    recurrent_kernel [H, H], a Dense a 2-D kernel and no recurrent kernel.
+    Returns None when unsure.
     """
-    cells = {part for path, _ in weights.values() for part in path.split("/")
-             if part.endswith("_cell")}
-    if len(cells) == 1:
-        cell = re.sub(r"_\d+$", "", cells.pop())
-        return {"simple_rnn_cell": "SimpleRNN", "lstm_cell": "LSTM",
-                "gru_cell": "GRU"}.get(cell, cell)
+    cell_classes = {"simple_rnn_cell": "SimpleRNN", "lstm_cell": "LSTM", "gru_cell": "GRU"}
+    cells = {re.sub(r"_\d+$", "", part) for path, _ in weights.values()
+             for part in path.split("/")[1:-1]}
+    if len(cells) == 1 and cells <= set(cell_classes):
+        return cell_classes[cells.pop()]
     shapes = {role: array.shape for role, (_, array) in weights.items()}
     kernel, recurrent = shapes.get("kernel"), shapes.get("recurrent_kernel")
     if set(shapes) <= {"kernel", "recurrent_kernel", "bias"} and kernel and recurrent:

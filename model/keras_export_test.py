@@ -10,6 +10,7 @@ Usage:
 """
 
 import dataclasses
+import importlib.util
 import io
 import json
 import os
@@ -617,6 +618,661 @@ class RefusalTest(ExportTestCase):
             archive.writestr("readme.txt", "hi")
         self.assertRefused(other_zip, r"config\.json and model\.weights\.h5")
         self.assertRefused(os.path.join(self.dir, "missing.h5"), r"no such file")
+
+
+# ---------------------------------------------------------------------------
+# Fixtures in the layouts real Keras writes.
+#
+# The writers above follow the exporter's own description of the layouts; the
+# builders below follow Keras' saving code itself, function by function, each
+# citing the repository, path and function it mirrors. They also write what the
+# exporter ignores (optimizer state, training config, version attributes), with
+# the attribute types Keras uses, so that a misreading of the layouts shared by
+# the exporter and its docstring would show up here.
+# ---------------------------------------------------------------------------
+
+TESTLIB_PATH = os.path.join(HERE, os.pardir, "tests", "testlib.py")
+
+
+def load_testlib():
+    """Imports tests/testlib.py (numpy_forward) by path."""
+    spec = importlib.util.spec_from_file_location("rnn_server_testlib", TESTLIB_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclasses.dataclass
+class RealModel:
+    """`Sequential([SimpleRNN(H, activation="relu", input_shape=(T, C)),
+    Dense(O, activation="softmax")])` with random float32 weights (`arrays`,
+    keyed by the exporter's output names).
+
+    The names are those Keras gives: `model_name`, `rnn_name`, `dense_name` are
+    the auto-generated layer names ("sequential", "simple_rnn", "dense" in a
+    fresh session; "sequential_2", "simple_rnn_1", "dense_3" after other models
+    were built). `cell_scope` is the TF name scope of the SimpleRNN cell's
+    variables in tf.keras 2.x: the cell is always named "simple_rnn_cell"
+    (SimpleRNN.__init__), but TF makes the scope unique within the graph, so
+    later models get "simple_rnn_cell_1", ... (real files show e.g.
+    `lstm_1/lstm_1/lstm_cell_1/kernel:0` and
+    `SimpleRNN/SimpleRNN/simple_rnn_cell_10/kernel:0`). Keras 3 scopes are not
+    made unique, so Keras 3 paths always use "simple_rnn_cell".
+    """
+
+    C: int
+    H: int
+    O: int
+    T: int
+    model_name: str = "sequential"
+    rnn_name: str = "simple_rnn"
+    dense_name: str = "dense"
+    cell_scope: str = "simple_rnn_cell"
+    seed: int = 0
+
+    def __post_init__(self):
+        rng = np.random.default_rng(self.seed)
+        shapes = {"simple_rnn/kernel": (self.C, self.H),
+                  "simple_rnn/recurrent_kernel": (self.H, self.H),
+                  "simple_rnn/bias": (self.H,), "dense/kernel": (self.H, self.O),
+                  "dense/bias": (self.O,)}
+        self.arrays = {name: (0.3 * rng.standard_normal(shape)).astype(np.float32)
+                       for name, shape in shapes.items()}
+
+    def rnn_weights(self):
+        """The SimpleRNN's weights in creation order (SimpleRNNCell.build)."""
+        return [(role, self.arrays[f"simple_rnn/{role}"])
+                for role in ("kernel", "recurrent_kernel", "bias")]
+
+    def dense_weights(self):
+        """The Dense layer's weights in creation order (Dense.build)."""
+        return [(role, self.arrays[f"dense/{role}"]) for role in ("kernel", "bias")]
+
+
+def fresh_session_model():
+    """The tutorial model as saved from a fresh session: default names, H=50."""
+    return RealModel(**TUTORIAL)
+
+
+def numbered_names_model():
+    """A model built after others: auto-numbered names. C == H, so a kernel /
+    recurrent_kernel mix-up is not caught by the shape checks alone."""
+    return RealModel(C=6, H=6, O=3, T=7, model_name="sequential_2", rnn_name="simple_rnn_1",
+                     dense_name="dense_3", cell_scope="simple_rnn_cell_1", seed=1)
+
+
+# --- tf.keras 2.x (keras-team/tf-keras) -------------------------------------
+
+def tf_keras_layer_weights(m):
+    """[(layer name, [(weight name, array)])] in `model.layers` order, the
+    weight names being the TF variable names `w.name` tf.keras stores.
+
+    keras-team/tf-keras tf_keras/layers/rnn/simple_rnn.py (SimpleRNN.__init__
+    names the cell "simple_rnn_cell"; SimpleRNNCell.build adds "kernel",
+    "recurrent_kernel", "bias" in that order) and
+    tf_keras/layers/rnn/base_rnn.py (RNN.build builds the cell under
+    `backend.name_scope(self.cell.name)`, inside the layer's own scope):
+    `<layer>/<cell scope>/kernel:0`. Dense: `<layer>/kernel:0`, `<layer>/bias:0`.
+    """
+    rnn = [(f"{m.rnn_name}/{m.cell_scope}/{role}:0", a) for role, a in m.rnn_weights()]
+    dense = [(f"{m.dense_name}/{role}:0", a) for role, a in m.dense_weights()]
+    return [(m.rnn_name, rnn), (m.dense_name, dense)]
+
+
+def tf_keras_model_config(m):
+    """The `model_config` object tf.keras 2.x writes for the Sequential model:
+    {"class_name": model.__class__.__name__, "config": model.get_config()}.
+
+    keras-team/tf-keras tf_keras/saving/legacy/saving_utils.py (model_metadata);
+    tf_keras/engine/sequential.py (Sequential.get_config: legacy serialization
+    of `super().layers`, which include the InputLayer that Sequential.add
+    creates, named `layer.name + "_input"`); SimpleRNN.get_config and
+    RNN.get_config (return_sequences ... time_major, units, activation, ...).
+    """
+    shape = [None, m.T, m.C]
+    rnn = {"name": m.rnn_name, "trainable": True, "dtype": "float32",
+           "batch_input_shape": shape, "return_sequences": False, "return_state": False,
+           "go_backwards": False, "stateful": False, "unroll": False, "time_major": False,
+           "units": m.H, "activation": "relu", "use_bias": True,
+           "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+           "recurrent_initializer": {"class_name": "Orthogonal",
+                                     "config": {"gain": 1.0, "seed": None}},
+           "bias_initializer": {"class_name": "Zeros", "config": {}},
+           "kernel_regularizer": None, "recurrent_regularizer": None, "bias_regularizer": None,
+           "activity_regularizer": None, "kernel_constraint": None,
+           "recurrent_constraint": None, "bias_constraint": None, "dropout": 0.0,
+           "recurrent_dropout": 0.0}
+    dense = {"name": m.dense_name, "trainable": True, "dtype": "float32", "units": m.O,
+             "activation": "softmax", "use_bias": True,
+             "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+             "bias_initializer": {"class_name": "Zeros", "config": {}},
+             "kernel_regularizer": None, "bias_regularizer": None,
+             "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None}
+    input_layer = {"batch_input_shape": shape, "dtype": "float32", "sparse": False,
+                   "ragged": False, "name": f"{m.rnn_name}_input"}
+    return {"class_name": "Sequential", "config": {"name": m.model_name, "layers": [
+        {"class_name": "InputLayer", "config": input_layer},
+        {"class_name": "SimpleRNN", "config": rnn},
+        {"class_name": "Dense", "config": dense}]}}
+
+
+def h5_save_subset_weights(group, weights):
+    """save_subset_weights_to_hdf5_group (keras-team/tf-keras
+    tf_keras/saving/legacy/hdf5_format.py; the same function in keras-team/keras
+    keras/src/legacy/saving/legacy_h5_format.py): attribute `weight_names`
+    (utf-8 bytes, via save_attributes_to_hdf5_group, which stores a short list
+    as given: [] becomes an empty float64 array), then one dataset per weight at
+    the path given by its name, relative to the layer group."""
+    weight_names = [name.encode("utf8") for name, _ in weights]
+    group.attrs["weight_names"] = weight_names
+    for name, (_, value) in zip(weight_names, weights):
+        dataset = group.create_dataset(name, value.shape, dtype=value.dtype)
+        if not value.shape:
+            dataset[()] = value
+        else:
+            dataset[:] = value
+
+
+def h5_save_weights_group(group, layers, backend, keras_version):
+    """save_weights_to_hdf5_group (keras-team/tf-keras
+    tf_keras/saving/legacy/hdf5_format.py; keras-team/keras
+    keras/src/legacy/saving/legacy_h5_format.py): `layer_names` (model.layers
+    order, InputLayer excluded by Sequential.layers), `backend` and
+    `keras_version` as utf-8 bytes, one group per layer created in name order,
+    and `top_level_model_weights` (the model's own weights: none)."""
+    group.attrs["layer_names"] = [name.encode("utf8") for name, _ in layers]
+    group.attrs["backend"] = backend.encode("utf8")
+    group.attrs["keras_version"] = keras_version.encode("utf8")
+    for name, weights in sorted(layers, key=lambda layer: layer[0]):
+        h5_save_subset_weights(group.create_group(name), weights)
+    h5_save_subset_weights(group.create_group("top_level_model_weights"), [])
+
+
+def h5_save_model_metadata(f, metadata):
+    """save_model_to_hdf5's attribute loop: dicts as JSON utf-8 bytes, other
+    values (keras_version, backend: str) as they are."""
+    for key, value in metadata.items():
+        if isinstance(value, (dict, list, tuple)):
+            f.attrs[key] = json.dumps(value).encode("utf8")
+        else:
+            f.attrs[key] = value
+
+
+def write_tf_keras_h5_model(path, m, keras_version="2.10.0", compiled=True):
+    """tf.keras 2.x `model.save('m.h5')`: keras-team/tf-keras
+    tf_keras/saving/legacy/hdf5_format.py (save_model_to_hdf5,
+    save_weights_to_hdf5_group, save_optimizer_weights_to_hdf5_group) and
+    tf_keras/saving/legacy/saving_utils.py (model_metadata: keras_version,
+    backend, model_config and, once compiled, training_config). Datasets land at
+    `model_weights/simple_rnn/simple_rnn/simple_rnn_cell/kernel:0`, ...,
+    `model_weights/dense/dense/kernel:0`. The optimizer state is that of the
+    tf.keras <= 2.10 (optimizer_v2) Adam: `Adam/iter:0`, then the "m" slots of
+    every weight, then the "v" slots, named `Adam/<variable>/m:0`."""
+    layers = tf_keras_layer_weights(m)
+    metadata = {"keras_version": keras_version, "backend": "tensorflow",
+                "model_config": tf_keras_model_config(m)}
+    if compiled:
+        metadata["training_config"] = {
+            "loss": "categorical_crossentropy",
+            "metrics": [[{"class_name": "MeanMetricWrapper", "config": {
+                "name": "accuracy", "dtype": "float32", "fn": "categorical_accuracy"}}]],
+            "weighted_metrics": None, "loss_weights": None,
+            "optimizer_config": {"class_name": "Adam", "config": {
+                "name": "Adam", "learning_rate": 0.001, "decay": 0.0, "beta_1": 0.9,
+                "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False}}}
+    with h5py.File(path, "w") as f:
+        h5_save_model_metadata(f, metadata)
+        h5_save_weights_group(f.create_group("model_weights"), layers, "tensorflow",
+                              keras_version)
+        if compiled:
+            variables = [(name[:-len(":0")], a) for _, weights in layers for name, a in weights]
+            slots = [(f"Adam/{name}/{slot}:0", np.zeros_like(a))
+                     for slot in ("m", "v") for name, a in variables]
+            h5_save_subset_weights(f.create_group("optimizer_weights"),
+                                   [("Adam/iter:0", np.int64(1200))] + slots)
+
+
+def write_tf_keras_h5_weights(path, m, keras_version="2.15.0"):
+    """tf.keras 2.x `model.save_weights('w.h5')`: keras-team/tf-keras
+    tf_keras/saving/legacy/save.py (save_weights, h5 branch:
+    `hdf5_format.save_weights_to_hdf5_group(f, model)` on the file itself), so
+    the `model_weights` structure sits at the root and there is no config."""
+    with h5py.File(path, "w") as f:
+        h5_save_weights_group(f, tf_keras_layer_weights(m), "tensorflow", keras_version)
+
+
+# --- Keras 3 (keras-team/keras) ---------------------------------------------
+
+def keras3_dtype_policy():
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+            "registered_name": None}
+
+
+def keras3_initializer(class_name, **config):
+    return {"module": "keras.initializers", "class_name": class_name, "config": config,
+            "registered_name": None}
+
+
+def keras3_layer_configs(m):
+    """(InputLayer, SimpleRNN, Dense) get_config() dicts of Keras 3:
+    keras-team/keras keras/src/layers/rnn/simple_rnn.py (SimpleRNN.get_config),
+    keras/src/layers/rnn/rnn.py (RNN.get_config: return_sequences, ...,
+    zero_output_for_mask; no time_major in Keras 3),
+    keras/src/layers/core/dense.py, keras/src/layers/core/input_layer.py. The
+    InputLayer is the one Sequential adds for `input_shape=` (auto-named)."""
+    input_layer = {"batch_shape": [None, m.T, m.C], "dtype": "float32", "sparse": False,
+                   "name": "input_layer" if m.model_name == "sequential" else "input_layer_2"}
+    rnn = {"name": m.rnn_name, "trainable": True, "dtype": keras3_dtype_policy(),
+           "return_sequences": False, "return_state": False, "go_backwards": False,
+           "stateful": False, "unroll": False, "zero_output_for_mask": False, "units": m.H,
+           "activation": "relu", "use_bias": True,
+           "kernel_initializer": keras3_initializer("GlorotUniform", seed=None),
+           "recurrent_initializer": keras3_initializer("Orthogonal", gain=1.0, seed=None),
+           "bias_initializer": keras3_initializer("Zeros"), "kernel_regularizer": None,
+           "recurrent_regularizer": None, "bias_regularizer": None,
+           "activity_regularizer": None, "kernel_constraint": None,
+           "recurrent_constraint": None, "bias_constraint": None, "dropout": 0.0,
+           "recurrent_dropout": 0.0, "seed": None}
+    dense = {"name": m.dense_name, "trainable": True, "dtype": keras3_dtype_policy(),
+             "units": m.O, "activation": "softmax", "use_bias": True,
+             "kernel_initializer": keras3_initializer("GlorotUniform", seed=None),
+             "bias_initializer": keras3_initializer("Zeros"), "kernel_regularizer": None,
+             "bias_regularizer": None, "kernel_constraint": None, "bias_constraint": None}
+    return input_layer, rnn, dense
+
+
+def keras3_variable_paths(m):
+    """[(layer name, [(w.path, array)])]: Keras 3 variable paths are the name
+    scopes at creation, `<model>/<layer>/<cell>/<weight>` without ":0" and never
+    made unique (keras-team/keras keras/src/backend/common/variables.py
+    Variable.path; Layer.add_weight opens the layer's name scope)."""
+    rnn = [(f"{m.model_name}/{m.rnn_name}/simple_rnn_cell/{role}", a)
+           for role, a in m.rnn_weights()]
+    dense = [(f"{m.model_name}/{m.dense_name}/{role}", a) for role, a in m.dense_weights()]
+    return [(m.rnn_name, rnn), (m.dense_name, dense)]
+
+
+def write_keras3_legacy_h5_model(path, m, keras_version="3.6.0"):
+    """Keras 3 `model.save('m.h5')` (legacy format, uncompiled model):
+    keras-team/keras keras/src/legacy/saving/legacy_h5_format.py
+    (save_model_to_hdf5 under `keras_option_scope(use_legacy_config=True)`,
+    save_weights_to_hdf5_group, save_subset_weights_to_hdf5_group with
+    `weight_names = [str(w.path).encode("utf8")]`),
+    keras/src/legacy/saving/saving_utils.py (model_metadata) and
+    keras/src/legacy/saving/serialization.py (serialize_keras_object:
+    {"class_name", "config"}); keras/src/models/sequential.py
+    (Sequential.get_config adds `build_input_shape`)."""
+    input_layer, rnn, dense = keras3_layer_configs(m)
+    model_config = {"class_name": "Sequential", "config": {
+        "name": m.model_name, "trainable": True, "dtype": keras3_dtype_policy(),
+        "layers": [{"class_name": "InputLayer", "config": input_layer},
+                   {"class_name": "SimpleRNN", "config": rnn},
+                   {"class_name": "Dense", "config": dense}],
+        "build_input_shape": [None, m.T, m.C]}}
+    with h5py.File(path, "w") as f:
+        h5_save_model_metadata(f, {"keras_version": keras_version, "backend": "tensorflow",
+                                   "model_config": model_config})
+        h5_save_weights_group(f.create_group("model_weights"), keras3_variable_paths(m),
+                              "tensorflow", keras_version)
+
+
+def write_keras3_weights_store(h5, m, name_attrs=True):
+    """What saving_lib._save_state writes into an H5IOStore for the model
+    (keras-team/keras keras/src/saving/saving_lib.py: _save_state,
+    _walk_saveable, _save_container_state, H5IOStore.make/_create_h5_group, or
+    H5Entry in older 3.x):
+
+    - every saveable with save_own_variables gets a group `<inner path>/vars`
+      holding its variables as datasets "0", "1", ... (keras/src/layers/layer.py
+      Layer.save_own_variables: `_trainable_variables +
+      _non_trainable_variables`); recent versions pass {"name": saveable.name}
+      as metadata, stored as an attribute of that `vars` group (`name_attrs`);
+    - the model itself: root `vars` (no own variables);
+    - Sequential/Functional yield "layers" first; the list is saved by class,
+      `to_snake_case(class name)` plus a counter for repeats, so the groups are
+      `layers/simple_rnn` and `layers/dense` whatever the layer names are;
+    - the SimpleRNN has no own variables (`layers/simple_rnn/vars` is empty);
+      its `cell` attribute is the SimpleRNNCell:
+      `layers/simple_rnn/cell/vars/{0: kernel, 1: recurrent_kernel, 2: bias}`
+      (keras/src/layers/rnn/simple_rnn.py SimpleRNNCell.build);
+    - Dense: `layers/dense/vars/{0: kernel, 1: bias}`;
+    - then the model's other attributes in sorted order: the optimizer's
+      variables at `optimizer/vars` (Adam: iteration, learning_rate, then
+      momentum/velocity per model variable). Metrics and losses have no
+      save_own_variables and get no group.
+    """
+    def vars_group(path, name):
+        group = h5.create_group(f"{path}/vars" if path else "vars")
+        if name_attrs:
+            group.attrs["name"] = name
+        return group
+
+    vars_group("", m.model_name)
+    vars_group("layers/simple_rnn", m.rnn_name)
+    cell = vars_group("layers/simple_rnn/cell", "simple_rnn_cell")
+    for i, (_, array) in enumerate(m.rnn_weights()):
+        cell[str(i)] = array
+    dense = vars_group("layers/dense", m.dense_name)
+    for i, (_, array) in enumerate(m.dense_weights()):
+        dense[str(i)] = array
+    optimizer = vars_group("optimizer", "adam")
+    optimizer["0"] = np.int64(1200)
+    optimizer["1"] = np.float32(0.001)
+    for i, (_, array) in enumerate(m.rnn_weights() + m.dense_weights()):
+        optimizer[str(2 + 2 * i)] = np.zeros_like(array)
+        optimizer[str(3 + 2 * i)] = np.zeros_like(array)
+
+
+def write_keras3_weights_h5(path, m, name_attrs=True):
+    """Keras 3 `model.save_weights('x.weights.h5')`: keras-team/keras
+    keras/src/saving/saving_lib.py (save_weights_only: an H5IOStore on the file,
+    then _save_state(model, inner_path=""))."""
+    with h5py.File(path, "w") as h5:
+        write_keras3_weights_store(h5, m, name_attrs)
+
+
+def keras3_archive_config(m):
+    """config.json of Keras 3 `model.save('m.keras')`: keras-team/keras
+    keras/src/saving/serialization_lib.py (serialize_keras_object: module,
+    class_name, config, registered_name, build_config, compile_config) and
+    keras/src/models/sequential.py (Sequential.get_config: the layers including
+    the InputLayer, and build_input_shape)."""
+    input_layer, rnn, dense = keras3_layer_configs(m)
+
+    def layer(class_name, config, input_shape=None):
+        entry = {"module": "keras.layers", "class_name": class_name, "config": config,
+                 "registered_name": None}
+        if input_shape is not None:
+            entry["build_config"] = {"input_shape": input_shape}
+        return entry
+
+    shape = [None, m.T, m.C]
+    return {
+        "module": "keras", "class_name": "Sequential",
+        "config": {"name": m.model_name, "trainable": True, "dtype": keras3_dtype_policy(),
+                   "layers": [layer("InputLayer", input_layer),
+                              layer("SimpleRNN", rnn, shape),
+                              layer("Dense", dense, [None, m.H])],
+                   "build_input_shape": shape},
+        "registered_name": None, "build_config": {"input_shape": shape},
+        "compile_config": {
+            "optimizer": {"module": "keras.optimizers", "class_name": "Adam", "config": {
+                "name": "adam", "learning_rate": 0.001, "weight_decay": None,
+                "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+                "loss_scale_factor": None, "gradient_accumulation_steps": None,
+                "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False},
+                "registered_name": None},
+            "loss": "categorical_crossentropy", "loss_weights": None,
+            "metrics": ["accuracy"], "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": False}}
+
+
+def write_keras3_archive(path, m, name_attrs=True, keras_version="3.6.0"):
+    """Keras 3 `model.save('m.keras')`: keras-team/keras
+    keras/src/saving/saving_lib.py (_save_model_to_fileobj: a zip with
+    metadata.json {keras_version, date_saved}, config.json, then
+    model.weights.h5 written by H5IOStore(archive=zf) via writestr on close;
+    the empty assets directory adds no entry)."""
+    weights = io.BytesIO()
+    with h5py.File(weights, "w") as h5:
+        write_keras3_weights_store(h5, m, name_attrs)
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("metadata.json", "w") as f:
+            f.write(json.dumps({"keras_version": keras_version,
+                                "date_saved": "2024-10-03@14:21:07"}).encode())
+        with archive.open("config.json", "w") as f:
+            f.write(json.dumps(keras3_archive_config(m)).encode())
+        archive.writestr("model.weights.h5", weights.getvalue())
+
+
+@dataclasses.dataclass
+class RealFixture:
+    """One real-Keras layout: a writer(path, model), its file name, the
+    exporter's expected source_format, and whether it records a model config
+    (and so the sequence length)."""
+
+    label: str
+    writer: object
+    file_name: str
+    source_format: str
+    has_config: bool
+
+
+REAL_FIXTURES = [
+    RealFixture("tf.keras 2.x model.save('m.h5')", write_tf_keras_h5_model, "m.h5",
+                KERAS2_MODEL, True),
+    RealFixture("tf.keras 2.x model.save('m.h5'), not compiled",
+                lambda path, m: write_tf_keras_h5_model(path, m, "2.15.0", compiled=False),
+                "m.h5", KERAS2_MODEL, True),
+    RealFixture("tf.keras 2.x model.save_weights('w.h5')", write_tf_keras_h5_weights, "w.h5",
+                KERAS2_WEIGHTS, False),
+    RealFixture("Keras 3 model.save('m.h5') (legacy h5)", write_keras3_legacy_h5_model,
+                "m.h5", KERAS2_MODEL, True),
+    RealFixture("Keras 3 model.save_weights('x.weights.h5')", write_keras3_weights_h5,
+                "x.weights.h5", KERAS3_WEIGHTS, False),
+    RealFixture("Keras 3.0-3.x model.save_weights('x.weights.h5'), no name attributes",
+                lambda path, m: write_keras3_weights_h5(path, m, name_attrs=False),
+                "x.weights.h5", KERAS3_WEIGHTS, False),
+    RealFixture("Keras 3 model.save('m.keras')", write_keras3_archive, "m.keras",
+                KERAS3_ARCHIVE, True),
+    RealFixture("Keras 3.0-3.x model.save('m.keras'), no name attributes",
+                lambda path, m: write_keras3_archive(path, m, name_attrs=False,
+                                                     keras_version="3.1.1"),
+                "m.keras", KERAS3_ARCHIVE, True),
+]
+
+
+def h5_tree(h5):
+    """{path: shape} of every dataset and {path: sorted attribute names} of every
+    object with attributes, for layout assertions."""
+    datasets, attributes = {}, {}
+    if h5.attrs:
+        attributes["/"] = sorted(h5.attrs)
+
+    def visit(path, obj):
+        if isinstance(obj, h5py.Dataset):
+            datasets[path] = obj.shape
+        if obj.attrs:
+            attributes[path] = sorted(obj.attrs)
+
+    h5.visititems(visit)
+    return datasets, attributes
+
+
+class RealKerasLayoutTest(ExportTestCase):
+    """Conversions of files laid out exactly as real Keras writes them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.testlib = load_testlib()
+
+    def export(self, fixture, model):
+        """Writes `model` with `fixture`; returns (path, (tensors, metadata), log)."""
+        path = os.path.join(self.dir, f"{len(os.listdir(self.dir))}-{fixture.file_name}")
+        fixture.writer(path, model)
+        (tensors, metadata), log = self.convert(path)
+        return path, (tensors, metadata), log
+
+    def assertForwardEqual(self, tensors, model):
+        """numpy_forward on the exported tensors equals it on the fixture's arrays."""
+        x = np.random.default_rng(11).standard_normal((5, model.T, model.C)).astype(np.float32)
+        want = self.testlib.numpy_forward(model.arrays, x)
+        got = self.testlib.numpy_forward(tensors, x)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(want.sum(axis=1), 1.0, rtol=1e-12)
+
+    def check(self, fixture, model):
+        path, (tensors, metadata), log = self.export(fixture, model)
+        self.assertTensorsEqual(tensors, model.arrays)
+        self.assertForwardEqual(tensors, model)
+        self.assertEqual(metadata["source_format"], fixture.source_format)
+        self.assertEqual(metadata["source"], os.path.basename(path))
+        if fixture.has_config:
+            self.assertEqual(metadata["sequence_length"], str(model.T))
+            self.assertEqual(log, [])
+        else:
+            self.assertNotIn("sequence_length", metadata)
+            self.assertTrue(any("weights-only" in m for m in log), log)
+
+    def test_fresh_session_names(self):
+        for fixture in REAL_FIXTURES:
+            with self.subTest(fixture=fixture.label):
+                self.check(fixture, fresh_session_model())
+
+    def test_auto_numbered_names(self):
+        for fixture in REAL_FIXTURES:
+            with self.subTest(fixture=fixture.label):
+                self.check(fixture, numbered_names_model())
+
+    def test_command_line(self):
+        for fixture in REAL_FIXTURES:
+            with self.subTest(fixture=fixture.label):
+                model = numbered_names_model()
+                path = os.path.join(self.dir, f"{len(os.listdir(self.dir))}-{fixture.file_name}")
+                fixture.writer(path, model)
+                output = os.path.join(self.dir, "cli.safetensors")
+                result = subprocess.run(
+                    [sys.executable, os.path.join(HERE, "keras_export.py"), path, "-o", output],
+                    capture_output=True, text=True, timeout=120)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("C=6 H=6 O=3", result.stdout)
+                tensors, metadata = read_safetensors(output)
+                self.assertTensorsEqual(tensors, model.arrays)
+                self.assertForwardEqual(tensors, model)
+                self.assertEqual(metadata.get("sequence_length"),
+                                 "7" if fixture.has_config else None)
+
+    def test_tf_keras_weights_only_numbered_cell_scope_names_the_class(self):
+        # A weights-only file from a session that built an earlier model: the
+        # extra LSTM's weights are under `lstm_1/lstm_cell_1/`; it must be
+        # reported as an LSTM, not as an unrecognized class.
+        model = numbered_names_model()
+        rng = np.random.default_rng(5)
+        lstm = ("lstm_1", [(f"lstm_1/lstm_cell_1/{role}:0",
+                            rng.standard_normal(shape).astype(np.float32))
+                           for role, shape in (("kernel", (6, 24)), ("recurrent_kernel", (6, 24)),
+                                               ("bias", (24,)))])
+        layers = tf_keras_layer_weights(model)
+        layers.insert(1, lstm)
+        path = os.path.join(self.dir, "w.h5")
+        with h5py.File(path, "w") as f:
+            h5_save_weights_group(f, layers, "tensorflow", "2.15.0")
+        self.assertRefused(path, r"weight-carrying layer 'lstm_1' \(LSTM; weights: "
+                                 r"lstm_1/lstm_cell_1/kernel:0 \[6, 24\]")
+
+    def test_tf_keras_weights_only_layers_named_like_cells(self):
+        # Layer names are the first part of each weight name; only the parts
+        # after it are cell scopes, so these names must not change the class.
+        model = RealModel(C=5, H=4, O=3, T=6, rnn_name="encoder_cell", dense_name="output_cell")
+        fixture = next(f for f in REAL_FIXTURES if f.source_format == KERAS2_WEIGHTS)
+        _, (tensors, _), _ = self.export(fixture, model)
+        self.assertTensorsEqual(tensors, model.arrays)
+        self.assertForwardEqual(tensors, model)
+
+    # The layouts themselves, spelled out (what the cited Keras code writes).
+
+    def test_tf_keras_h5_model_layout(self):
+        path = os.path.join(self.dir, "m.h5")
+        write_tf_keras_h5_model(path, numbered_names_model())
+        with h5py.File(path, "r") as h5:
+            datasets, attributes = h5_tree(h5)
+            self.assertEqual(h5.attrs["keras_version"], "2.10.0")
+            self.assertEqual(json.loads(h5.attrs["model_config"])["class_name"],
+                             "Sequential")
+            # Keras assigns a Python list of bytes; h5py 3 stores it as variable-length
+            # strings (read back as str), unlike the fixed-length np.array the
+            # writers above use.
+            self.assertEqual(h5["model_weights"].attrs["layer_names"].dtype, object)
+            self.assertEqual(list(h5["model_weights"].attrs["layer_names"]),
+                             ["simple_rnn_1", "dense_3"])
+            self.assertEqual(list(h5["model_weights/simple_rnn_1"].attrs["weight_names"]), [
+                "simple_rnn_1/simple_rnn_cell_1/kernel:0",
+                "simple_rnn_1/simple_rnn_cell_1/recurrent_kernel:0",
+                "simple_rnn_1/simple_rnn_cell_1/bias:0"])
+            self.assertEqual(h5["model_weights/top_level_model_weights"].attrs["weight_names"]
+                             .shape, (0,))
+        model_weights = {p: s for p, s in datasets.items() if p.startswith("model_weights/")}
+        self.assertEqual(model_weights, {
+            "model_weights/simple_rnn_1/simple_rnn_1/simple_rnn_cell_1/kernel:0": (6, 6),
+            "model_weights/simple_rnn_1/simple_rnn_1/simple_rnn_cell_1/recurrent_kernel:0":
+                (6, 6),
+            "model_weights/simple_rnn_1/simple_rnn_1/simple_rnn_cell_1/bias:0": (6,),
+            "model_weights/dense_3/dense_3/kernel:0": (6, 3),
+            "model_weights/dense_3/dense_3/bias:0": (3,)})
+        self.assertIn("optimizer_weights/Adam/iter:0", datasets)
+        self.assertEqual(attributes["/"], ["backend", "keras_version", "model_config",
+                                           "training_config"])
+        self.assertEqual(attributes["model_weights"], ["backend", "keras_version",
+                                                       "layer_names"])
+
+    def test_tf_keras_h5_weights_layout(self):
+        path = os.path.join(self.dir, "w.h5")
+        write_tf_keras_h5_weights(path, fresh_session_model())
+        with h5py.File(path, "r") as h5:
+            datasets, attributes = h5_tree(h5)
+        self.assertEqual(datasets, {
+            "simple_rnn/simple_rnn/simple_rnn_cell/kernel:0": (100, 50),
+            "simple_rnn/simple_rnn/simple_rnn_cell/recurrent_kernel:0": (50, 50),
+            "simple_rnn/simple_rnn/simple_rnn_cell/bias:0": (50,),
+            "dense/dense/kernel:0": (50, 10), "dense/dense/bias:0": (10,)})
+        self.assertEqual(attributes, {
+            "/": ["backend", "keras_version", "layer_names"],
+            "dense": ["weight_names"], "simple_rnn": ["weight_names"],
+            "top_level_model_weights": ["weight_names"]})
+
+    def test_keras3_legacy_h5_layout(self):
+        path = os.path.join(self.dir, "m.h5")
+        write_keras3_legacy_h5_model(path, numbered_names_model())
+        with h5py.File(path, "r") as h5:
+            datasets, _ = h5_tree(h5)
+        self.assertEqual(sorted(datasets), [
+            "model_weights/dense_3/sequential_2/dense_3/bias",
+            "model_weights/dense_3/sequential_2/dense_3/kernel",
+            "model_weights/simple_rnn_1/sequential_2/simple_rnn_1/simple_rnn_cell/bias",
+            "model_weights/simple_rnn_1/sequential_2/simple_rnn_1/simple_rnn_cell/kernel",
+            "model_weights/simple_rnn_1/sequential_2/simple_rnn_1/simple_rnn_cell/"
+            "recurrent_kernel"])
+
+    def test_keras3_weights_layout(self):
+        model = numbered_names_model()
+        for name_attrs in (True, False):
+            with self.subTest(name_attrs=name_attrs):
+                path = os.path.join(self.dir, f"{name_attrs}.weights.h5")
+                write_keras3_weights_h5(path, model, name_attrs=name_attrs)
+                with h5py.File(path, "r") as h5:
+                    datasets, attributes = h5_tree(h5)
+                    self.assertEqual(sorted(h5), ["layers", "optimizer", "vars"])
+                    self.assertEqual(sorted(h5["layers"]), ["dense", "simple_rnn"])
+                    self.assertEqual(len(h5["vars"]), 0)
+                    self.assertEqual(len(h5["layers/simple_rnn/vars"]), 0)
+                    if name_attrs:
+                        self.assertEqual(h5["layers/simple_rnn/cell/vars"].attrs["name"],
+                                         "simple_rnn_cell")
+                        self.assertEqual(h5["layers/dense/vars"].attrs["name"], "dense_3")
+                layer_datasets = {p: s for p, s in datasets.items() if p.startswith("layers/")}
+                self.assertEqual(layer_datasets, {
+                    "layers/simple_rnn/cell/vars/0": (6, 6),
+                    "layers/simple_rnn/cell/vars/1": (6, 6),
+                    "layers/simple_rnn/cell/vars/2": (6,),
+                    "layers/dense/vars/0": (6, 3), "layers/dense/vars/1": (3,)})
+                self.assertEqual(len([p for p in datasets if p.startswith("optimizer/vars/")]),
+                                 12)
+                self.assertEqual(bool(attributes), name_attrs)
+
+    def test_keras3_archive_layout(self):
+        path = os.path.join(self.dir, "m.keras")
+        write_keras3_archive(path, fresh_session_model())
+        with zipfile.ZipFile(path) as archive:
+            self.assertEqual(archive.namelist(),
+                             ["metadata.json", "config.json", "model.weights.h5"])
+            metadata = json.loads(archive.read("metadata.json"))
+            config = json.loads(archive.read("config.json"))
+        self.assertEqual(sorted(metadata), ["date_saved", "keras_version"])
+        self.assertEqual([layer["class_name"] for layer in config["config"]["layers"]],
+                         ["InputLayer", "SimpleRNN", "Dense"])
+        self.assertEqual(config["config"]["layers"][1]["build_config"],
+                         {"input_shape": [None, 20, 100]})
 
 
 class HelperTest(unittest.TestCase):
