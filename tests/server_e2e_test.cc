@@ -22,6 +22,7 @@
 #include "model/rnn_weights.h"
 #include "model/safetensors.h"
 #include "model/testing/safetensors_builder.h"
+#include "proto/health.grpc.pb.h"
 #include "server/rnn_server.h"
 #include "server/testing/bad_requests.h"
 #include "tests/testing/client_helpers.h"
@@ -219,14 +220,23 @@ TEST_F(ServerTest, ConcurrentCallersEachGetTheirOwnAnswer) {
 }
 
 TEST_F(ServerTest, QueueTimeoutParameterExpiresQueuedRequests) {
+  // A lone request waits max_queue_delay for its batch to fill, so it is
+  // surely still queued when its 1 ms timeout passes, however the threads
+  // are scheduled: it is dropped, never computed.
+  ServerOptions options = LoopbackOptions();
+  options.batching.max_queue_delay = absl::Milliseconds(300);
+  StartServer(options);
   const std::vector<float> data = RandomInput(1, kPerRow, 9);
   InferInput in = Input(data);
-  in.queue_timeout = absl::Microseconds(1);
+  in.queue_timeout = absl::Milliseconds(1);
   const absl::StatusOr<InferOutput> out = client_->Infer(in);
   EXPECT_EQ(out.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(out.status().message(), HasSubstr("not computed"));
   EXPECT_EQ(server_->batcher().stats().dropped, 1);
   EXPECT_EQ(server_->batcher().stats().rows, 0);
+  // Without the timeout the same request is computed.
+  in.queue_timeout.reset();
+  ExpectReference(data, client_->Infer(in));
 }
 
 // A queued request whose client cancels it (true) or whose gRPC deadline
@@ -412,13 +422,53 @@ TEST(ClientRoundRobinTest, SpreadsCallsOverEveryTarget) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(ServerLifecycleTest, ShutdownTurnsHealthNotServingAndFinishesWork) {
-  auto server = RnnServer::Start(LoopbackOptions());
-  ASSERT_TRUE(server.ok()) << server.status();
-  EXPECT_TRUE((*server)->state().serving());
-  (*server)->Shutdown(absl::Seconds(5));
-  EXPECT_EQ((*server)->state().phase(), ServingState::Phase::kDraining);
-  (*server)->Wait();  // Returns at once after Shutdown.
+TEST_F(ServerTest, ShutdownTurnsHealthNotServingAndFinishesWork) {
+  // Work in flight when shutdown starts: three requests held in the queue by
+  // a long batching delay.
+  ServerOptions options = LoopbackOptions();
+  options.batching.max_queue_delay = absl::Seconds(2);
+  StartServer(options);
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->grpc_port()),
+                          grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext watch_context;
+  // Bounds the wait for an update that never comes to a failure, not a hang.
+  watch_context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  grpc::health::v1::HealthCheckRequest watch_request;
+  auto watch = health->Watch(&watch_context, watch_request);
+  grpc::health::v1::HealthCheckResponse status;
+  ASSERT_TRUE(watch->Read(&status));
+  EXPECT_EQ(status.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  std::vector<std::vector<float>> data;
+  for (int i = 0; i < 3; ++i) data.push_back(RandomInput(1, kPerRow, 40 + i));
+  std::vector<InferInput> calls;
+  for (const auto& d : data) calls.push_back(Input(d));
+  std::vector<absl::StatusOr<InferOutput>> outputs;
+  std::thread callers(
+      [&] { outputs = testing::InferAllAtOnce(*client_, calls); });
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (server_->batcher().queued_rows() < 3 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(server_->batcher().queued_rows(), 3u);
+
+  std::thread shutdown([&] { server_->Shutdown(absl::Seconds(20)); });
+  // The health service says NOT_SERVING while the work is drained...
+  ASSERT_TRUE(watch->Read(&status));
+  EXPECT_EQ(status.status(),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(server_->state().phase(), ServingState::Phase::kDraining);
+  watch_context.TryCancel();
+  shutdown.join();
+  callers.join();
+  // ...and every request in flight was answered, computed, not dropped.
+  for (size_t i = 0; i < data.size(); ++i) ExpectReference(data[i], outputs[i]);
+  EXPECT_EQ(server_->batcher().stats().rows, 3);
+  EXPECT_EQ(server_->batcher().stats().dropped, 0);
+  server_->Wait();  // Returns at once after Shutdown.
 }
 
 TEST(ServerStartTest, ReportsBadModelAndBusyPort) {
