@@ -39,9 +39,7 @@ import grpc
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "bench"))
-from h2load_bench import field, varint  # noqa: E402
-from testlib import free_port, start_server  # noqa: E402
+from testlib import field, free_port, start_server, varint  # noqa: E402
 
 SERVER, LOADGEN = sys.argv[1], sys.argv[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

@@ -1,6 +1,7 @@
 """Helpers shared by the Python tests and benchmarks (tests/*.py,
-tests/bench/*.py): starting the real rnn-server on free loopback ports, and
-the numpy float64 forward pass used as an oracle independent of the C++.
+tests/bench/*.py, deploy/check-*.py): starting the real rnn-server on free
+loopback ports, hand-encoded ModelInferRequest bytes, and the numpy float64
+forward pass used as an oracle independent of the C++.
 """
 
 import re
@@ -40,6 +41,36 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# gRPC request bodies encoded by hand from the public protocol's field
+# numbers, for tools that send raw bytes (h2load) and for malformed requests.
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number, wire_type, payload):
+    key = varint((number << 3) | wire_type)
+    if wire_type == 2:
+        return key + varint(len(payload)) + payload
+    return key + payload
+
+
+def infer_request(rows, t=20, c=100, seed=1):
+    """A serialized ModelInferRequest, encoded by hand from the public
+    protocol's field numbers (model_name 1, inputs 5 {name 1, datatype 2,
+    shape 3 packed}, raw_input_contents 7)."""
+    x = np.random.default_rng(seed).uniform(-1, 1, (rows, t, c)).astype("<f4")
+    shape = b"".join(varint(d) for d in (rows, t, c))
+    tensor = field(1, 2, b"sequence") + field(2, 2, b"FP32") + field(3, 2, shape)
+    return field(1, 2, b"rnn") + field(5, 2, tensor) + field(7, 2, x.tobytes())
 
 
 def numpy_forward(weights, x):

@@ -24,37 +24,8 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from testlib import start_server  # noqa: E402
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(number, wire_type, payload):
-    key = varint((number << 3) | wire_type)
-    if wire_type == 2:
-        return key + varint(len(payload)) + payload
-    return key + payload
-
-
-def infer_request(rows, t=20, c=100, seed=1):
-    """A serialized ModelInferRequest, encoded by hand from the public
-    protocol's field numbers (model_name 1, inputs 5 {name 1, datatype 2,
-    shape 3 packed}, raw_input_contents 7)."""
-    x = np.random.default_rng(seed).uniform(-1, 1, (rows, t, c)).astype("<f4")
-    shape = b"".join(varint(d) for d in (rows, t, c))
-    tensor = field(1, 2, b"sequence") + field(2, 2, b"FP32") + field(3, 2, shape)
-    return field(1, 2, b"rnn") + field(5, 2, tensor) + field(7, 2, x.tobytes())
+from testlib import infer_request, start_server  # noqa: E402
 
 
 def stop_server(proc):

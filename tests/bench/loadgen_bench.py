@@ -27,8 +27,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
-from h2load_bench import infer_request  # noqa: E402
-from testlib import start_server  # noqa: E402
+from testlib import infer_request, start_server  # noqa: E402
 
 MODEL = os.path.join(HERE, "..", "..", "model", "rnn.safetensors")
 
