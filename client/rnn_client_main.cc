@@ -82,7 +82,7 @@ int Health(rnn::InferenceClient& client) {
   absl::StatusOr<std::string> overall = client.Health("");
   if (!overall.ok()) return Fail(overall.status());
   absl::StatusOr<std::string> service =
-      client.Health("inference.GRPCInferenceService");
+      client.Health(inference::GRPCInferenceService::service_full_name());
   if (!service.ok()) return Fail(service.status());
   absl::StatusOr<bool> live = client.ServerLive();
   if (!live.ok()) return Fail(live.status());

@@ -37,8 +37,8 @@
 #include "client/loadgen/request_pool.h"
 #include "client/loadgen/server_metrics.h"
 #include "model/bundled.h"
+#include "model/eval_set.h"
 #include "model/rnn_weights.h"
-#include "model/safetensors.h"
 
 ABSL_FLAG(std::string, target, "localhost:8001",
           "Server host:port; several (comma-separated or the flag repeated) "
@@ -310,19 +310,14 @@ int main(int argc, char** argv) {
     if (eval_path.empty()) {
       eval_path = rnn::FindBundledFile(rnn::kBundledEvalSetFile);
     }
-    absl::StatusOr<rnn::SafetensorsFile> file =
-        rnn::SafetensorsFile::Read(eval_path);
-    if (!file.ok()) return Fail(std::string(file.status().message()));
-    absl::StatusOr<std::vector<int32_t>> l = file->ReadInt32("label", {});
-    if (!l.ok()) return Fail(std::string(l.status().message()));
-    absl::StatusOr<std::vector<float>> x = file->ReadFloat32(
-        "input", {static_cast<int64_t>(l->size()), shape->t, shape->c});
-    if (!x.ok()) {
+    absl::StatusOr<rnn::EvalSet> eval =
+        rnn::LoadEvalSet(eval_path, shape->t, shape->c);
+    if (!eval.ok()) {
       return Fail(absl::StrCat(eval_path, " does not fit model '", model,
-                               "': ", x.status().message()));
+                               "': ", eval.status().message()));
     }
-    labels = *std::move(l);
-    rows = *std::move(x);
+    labels = std::move(eval->labels);
+    rows = std::move(eval->inputs);
     run.inputs = absl::StrCat("eval set ", eval_path, " (", labels.size(),
                               " sequences)");
   } else {

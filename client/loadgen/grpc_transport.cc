@@ -4,13 +4,16 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "grpc/support/time.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "proto/grpc_predict_v2.grpc.pb.h"
 
 namespace rnn::loadgen {
 namespace {
 
-const std::string kModelInfer = "/inference.GRPCInferenceService/ModelInfer";
+const std::string kModelInfer = absl::StrCat(
+    "/", inference::GRPCInferenceService::service_full_name(), "/ModelInfer");
 
 gpr_timespec In(int64_t ns) {
   return gpr_time_add(

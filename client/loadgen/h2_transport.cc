@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nghttp2/nghttp2.h"
+#include "proto/grpc_predict_v2.grpc.pb.h"
 
 namespace rnn::loadgen {
 namespace {
@@ -37,7 +38,13 @@ enum Code {
   kUnauthenticated = 16,
 };
 
-constexpr char kPath[] = "/inference.GRPCInferenceService/ModelInfer";
+// The ModelInfer method's HTTP/2 path, from the generated service name.
+const std::string& ModelInferPath() {
+  static const std::string* const path = new std::string(
+      absl::StrCat("/", inference::GRPCInferenceService::service_full_name(),
+                   "/ModelInfer"));
+  return *path;
+}
 // Bytes gathered before one send(): a batch of requests' frames.
 constexpr size_t kSendChunk = 64 << 10;
 constexpr int32_t kWindow = (1 << 30) - 1;  // As h2load's -w 30 -W 30.
@@ -571,7 +578,7 @@ void H2Transport::Start(CallSlot& slot) {
   nghttp2_nv nva[7] = {
       Header(":method", "POST"),
       Header(":scheme", "http"),
-      Header(":path", kPath),
+      Header(":path", ModelInferPath()),
       Header(":authority", c.target),
       Header("content-type", "application/grpc"),
       Header("te", "trailers"),
