@@ -199,6 +199,22 @@ std::string RnnModel::OneDnnVersion() {
   return absl::StrCat(v->major, ".", v->minor, ".", v->patch);
 }
 
+absl::Status RnnModel::Options::Validate() const {
+  if (num_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model_threads must be >= 1; was ", num_threads));
+  }
+  if (max_batch_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_batch_size must be >= 1; was ", max_batch_size));
+  }
+  if (sequence_length < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--sequence_length must be >= 0; was ", sequence_length));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<RnnModel>> RnnModel::Load(
     const std::string& path, const Options& options) {
   absl::StatusOr<RnnWeights> weights =
@@ -209,14 +225,7 @@ absl::StatusOr<std::unique_ptr<RnnModel>> RnnModel::Load(
 
 absl::StatusOr<std::unique_ptr<RnnModel>> RnnModel::Create(
     RnnWeights weights, const Options& options) {
-  if (options.num_threads < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_threads must be >= 1, got ", options.num_threads));
-  }
-  if (options.max_batch_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_batch_size must be >= 1, got ", options.max_batch_size));
-  }
+  if (absl::Status status = options.Validate(); !status.ok()) return status;
   if (options.sequence_length > 0) {
     weights.sequence_length = options.sequence_length;
   }

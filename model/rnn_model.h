@@ -17,11 +17,12 @@
 // never escapes, it becomes an absl::Status.
 //
 // Example:
-//   absl::StatusOr<std::unique_ptr<RnnModel>> model =
-//       RnnModel::Load("model/rnn.safetensors", RnnModel::Options());
-//   std::vector<float> probs(n * (*model)->num_classes());
-//   absl::Status s = (*model)->Run(input /* n*T*C floats */,
-//   absl::MakeSpan(probs));
+//   absl::StatusOr<std::unique_ptr<rnn::RnnModel>> model =
+//       rnn::RnnModel::Load("model/rnn.safetensors", rnn::RnnModel::Options());
+//   const size_t n = 2;  // Sequences.
+//   std::vector<float> input(n * (*model)->floats_per_sequence());  // [N,T,C]
+//   std::vector<float> probabilities(n * (*model)->num_classes());  // [N,O]
+//   absl::Status status = (*model)->Run(input, absl::MakeSpan(probabilities));
 //
 // Thread-safety: Run and WarmUp must not be called concurrently on one
 // instance (each instance owns one oneDNN stream and its buffers). Create one
@@ -44,25 +45,32 @@ namespace rnn {
 class RnnModel {
  public:
   struct Options {
-    // OpenMP threads oneDNN may use inside one Run call. Default 1: on a
-    // 2-core machine a batch-1 call took 3x longer with 2 threads than with
-    // 1 (fork/join costs more than the work), and threads spinning for one
-    // model would starve the gRPC threads. Scale out with more instances.
+    // OpenMP threads oneDNN may use inside one Run call; >= 1. Default 1: a
+    // second thread slows small batches down (fork/join costs more than the
+    // work; docs/benchmarks.md), and threads spinning for one model would
+    // starve the gRPC threads. Scale out with more instances.
     int num_threads = 1;
-    // Largest batch computed in one oneDNN call; a larger Run is computed in
-    // chunks of this size. One set of primitives exists per batch size up to
-    // this bound. Default 256: throughput stops growing near batch 64-256
-    // (docs/benchmarks.md), and 256 sets of primitives take ~15 MB.
+    // Largest batch computed in one oneDNN call; >= 1. A larger Run is
+    // computed in chunks of this size. One set of primitives, with its own
+    // buffers, exists per batch size up to this bound. Default 256:
+    // throughput stops growing near batch 64-256 (docs/benchmarks.md).
     int max_batch_size = 256;
-    // When > 0, overrides the sequence length given by the weights file.
+    // When > 0, overrides the sequence length given by the weights file; 0
+    // keeps the file's. Must be >= 0.
     int sequence_length = 0;
+
+    // OK, or INVALID_ARGUMENT naming the first bad option by its flag (of
+    // rnn-server and rnn-eval) with the value given: "--model_threads must be
+    // >= 1; was 0" (why flag names: ServerOptions in server/rnn_server.h).
+    absl::Status Validate() const;
   };
 
   // Reads the safetensors weights at `path` and builds the model.
   static absl::StatusOr<std::unique_ptr<RnnModel>> Load(const std::string& path,
                                                         const Options& options);
 
-  // Builds the model from weights already in memory.
+  // Builds the model from weights already in memory. Refuses invalid
+  // options with INVALID_ARGUMENT (Options::Validate).
   static absl::StatusOr<std::unique_ptr<RnnModel>> Create(
       RnnWeights weights, const Options& options);
 
@@ -78,14 +86,12 @@ class RnnModel {
   size_t floats_per_sequence() const {
     return static_cast<size_t>(sequence_length()) * input_size();
   }
-  const RnnWeights& weights() const { return weights_; }
-  const Options& options() const { return options_; }
 
   // The oneDNN library's version, "2.6.3" (for build information).
   static std::string OneDnnVersion();
 
   // Creates the primitives for every batch size from 1 to
-  // min(max_batch_size, options().max_batch_size), so that Run on those sizes
+  // min(max_batch_size, Options::max_batch_size), so that Run on those sizes
   // creates nothing.
   absl::Status WarmUp(int max_batch_size);
 

@@ -225,17 +225,22 @@ TEST(RnnModelTest, RefusesWrongSizes) {
       HasSubstr("last_hidden has 49 floats; expected 50"));
 }
 
-TEST(RnnModelTest, RefusesBadOptions) {
+TEST(RnnModelTest, RefusesBadOptionsByFlagWithTheValueGiven) {
+  const auto refusal = [](const RnnModel::Options& options) {
+    return RnnModel::Create(RandomWeights(2, 2, 2, 2, 1), options).status();
+  };
   RnnModel::Options options;
   options.num_threads = 0;
-  EXPECT_EQ(
-      RnnModel::Create(RandomWeights(2, 2, 2, 2, 1), options).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refusal(options).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refusal(options).message(), "--model_threads must be >= 1; was 0");
   options = {};
-  options.max_batch_size = 0;
-  EXPECT_EQ(
-      RnnModel::Create(RandomWeights(2, 2, 2, 2, 1), options).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  options.max_batch_size = -2;
+  EXPECT_EQ(refusal(options).message(),
+            "--max_batch_size must be >= 1; was -2");
+  options = {};
+  options.sequence_length = -1;
+  EXPECT_EQ(refusal(options).message(),
+            "--sequence_length must be >= 0; was -1");
 }
 
 TEST(RnnModelTest, LoadReportsAMissingFile) {

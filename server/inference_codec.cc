@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -10,12 +11,13 @@ namespace rnn {
 namespace {
 
 using inference::ModelInferRequest;
+using InputTensor = ModelInferRequest::InferInputTensor;
 
 std::string ExpectedShape(const ModelSignature& s) {
   return absl::StrCat("[-1, ", s.sequence_length, ", ", s.input_size, "]");
 }
 
-std::string ShapeOf(const ModelInferRequest::InferInputTensor& input) {
+std::string ShapeOf(const InputTensor& input) {
   return absl::StrCat("[", absl::StrJoin(input.shape(), ", "), "]");
 }
 
@@ -29,6 +31,125 @@ bool HasNonFp32Contents(const inference::InferTensorContents& c) {
 
 absl::Status Invalid(const std::string& message) {
   return absl::InvalidArgumentError(message);
+}
+
+// The request's one input, once the counts and its name are right.
+absl::StatusOr<const InputTensor*> TheInput(const ModelSignature& signature,
+                                            const ModelInferRequest& request) {
+  if (request.inputs_size() == 0) {
+    return Invalid(absl::StrCat(
+        "request has no inputs; model '", signature.name, "' expects input '",
+        signature.input_name, "' FP32 ", ExpectedShape(signature)));
+  }
+  if (request.inputs_size() > 1) {
+    return Invalid(absl::StrCat(
+        "request has ", request.inputs_size(), " inputs; model '",
+        signature.name, "' has exactly one, '", signature.input_name, "'"));
+  }
+  if (request.raw_input_contents_size() > request.inputs_size()) {
+    return Invalid(absl::StrCat(
+        "request has ", request.raw_input_contents_size(),
+        " raw_input_contents for ", request.inputs_size(), " input"));
+  }
+  const InputTensor& input = request.inputs(0);
+  if (input.name() != signature.input_name) {
+    return Invalid(absl::StrCat("unknown input '", input.name(), "'; model '",
+                                signature.name, "' expects '",
+                                signature.input_name, "'"));
+  }
+  return &input;
+}
+
+// The number of sequences `input` declares, once its datatype and shape fit
+// the model.
+absl::StatusOr<size_t> RowCount(const ModelSignature& signature,
+                                const InputTensor& input) {
+  if (input.datatype() != "FP32") {
+    return Invalid(absl::StrCat("input '", input.name(), "' has datatype '",
+                                input.datatype(), "'; expected FP32"));
+  }
+  if (input.shape_size() != 3 || input.shape(1) != signature.sequence_length ||
+      input.shape(2) != signature.input_size) {
+    return Invalid(absl::StrCat(
+        "input '", input.name(), "' has shape ", ShapeOf(input), "; expected ",
+        ExpectedShape(signature), " (batch, time steps, features)"));
+  }
+  if (input.shape(0) < 1) {
+    return Invalid(absl::StrCat("input '", input.name(), "' has shape ",
+                                ShapeOf(input),
+                                "; the batch dimension must be >= 1"));
+  }
+  const uint64_t rows = static_cast<uint64_t>(input.shape(0));
+  // Bounded so that rows * floats per row * 4 cannot overflow in LocateRows.
+  if (rows >
+      std::numeric_limits<int32_t>::max() / signature.input_floats_per_row()) {
+    return Invalid(absl::StrCat("input '", input.name(), "' has shape ",
+                                ShapeOf(input), "; too many sequences"));
+  }
+  return static_cast<size_t>(rows);
+}
+
+// Points `decoded.input` at the `floats` values of raw_input_contents[0],
+// copied only when they are not float-aligned.
+absl::Status LocateRawRows(const std::string& raw, const InputTensor& input,
+                           size_t floats, DecodedRequest& decoded) {
+  if (raw.size() != floats * sizeof(float)) {
+    return Invalid(absl::StrCat("raw_input_contents[0] has ", raw.size(),
+                                " bytes; input '", input.name(), "' FP32 ",
+                                ShapeOf(input), " needs ",
+                                floats * sizeof(float)));
+  }
+  if (reinterpret_cast<uintptr_t>(raw.data()) % alignof(float) == 0) {
+    decoded.input =
+        absl::MakeConstSpan(reinterpret_cast<const float*>(raw.data()), floats);
+  } else {
+    decoded.aligned_copy.resize(floats);
+    std::memcpy(decoded.aligned_copy.data(), raw.data(), raw.size());
+    decoded.input = decoded.aligned_copy;
+  }
+  return absl::OkStatus();
+}
+
+// Points `decoded.input` at the `floats` values of contents.fp32_contents.
+absl::Status LocateTypedRows(const InputTensor& input, size_t floats,
+                             DecodedRequest& decoded) {
+  const inference::InferTensorContents& c = input.contents();
+  if (HasNonFp32Contents(c)) {
+    return Invalid(absl::StrCat("input '", input.name(),
+                                "' is FP32 but its contents use another "
+                                "type's field; use fp32_contents"));
+  }
+  if (static_cast<size_t>(c.fp32_contents_size()) != floats) {
+    return Invalid(absl::StrCat("contents.fp32_contents of input '",
+                                input.name(), "' has ", c.fp32_contents_size(),
+                                " values; shape ", ShapeOf(input), " needs ",
+                                floats));
+  }
+  decoded.input = absl::MakeConstSpan(c.fp32_contents().data(), floats);
+  return absl::OkStatus();
+}
+
+// Points `decoded.input` at the input's `floats` values, wherever the
+// request carries them.
+absl::Status LocateRows(const ModelInferRequest& request,
+                        const InputTensor& input, size_t floats,
+                        DecodedRequest& decoded) {
+  const bool has_raw = request.raw_input_contents_size() > 0;
+  const bool has_typed =
+      input.has_contents() && (input.contents().fp32_contents_size() > 0 ||
+                               HasNonFp32Contents(input.contents()));
+  if (has_raw && has_typed) {
+    return Invalid(absl::StrCat(
+        "input '", input.name(),
+        "' has both raw_input_contents and contents; send one of them"));
+  }
+  if (has_raw) {
+    return LocateRawRows(request.raw_input_contents(0), input, floats, decoded);
+  }
+  if (has_typed) return LocateTypedRows(input, floats, decoded);
+  return Invalid(absl::StrCat("input '", input.name(),
+                              "' has no data: set raw_input_contents[0] or "
+                              "contents.fp32_contents"));
 }
 
 absl::Status DecodeParameters(const ModelInferRequest& request,
@@ -90,95 +211,16 @@ absl::Status DecodeRequest(const ModelSignature& signature,
       !s.ok()) {
     return s;
   }
-  if (request.inputs_size() == 0) {
-    return Invalid(absl::StrCat(
-        "request has no inputs; model '", signature.name, "' expects input '",
-        signature.input_name, "' FP32 ", ExpectedShape(signature)));
+  absl::StatusOr<const InputTensor*> input = TheInput(signature, request);
+  if (!input.ok()) return input.status();
+  absl::StatusOr<size_t> rows = RowCount(signature, **input);
+  if (!rows.ok()) return rows.status();
+  if (absl::Status s = LocateRows(
+          request, **input, *rows * signature.input_floats_per_row(), decoded);
+      !s.ok()) {
+    return s;
   }
-  if (request.inputs_size() > 1) {
-    return Invalid(absl::StrCat(
-        "request has ", request.inputs_size(), " inputs; model '",
-        signature.name, "' has exactly one, '", signature.input_name, "'"));
-  }
-  if (request.raw_input_contents_size() > request.inputs_size()) {
-    return Invalid(absl::StrCat(
-        "request has ", request.raw_input_contents_size(),
-        " raw_input_contents for ", request.inputs_size(), " input"));
-  }
-  const ModelInferRequest::InferInputTensor& input = request.inputs(0);
-  if (input.name() != signature.input_name) {
-    return Invalid(absl::StrCat("unknown input '", input.name(), "'; model '",
-                                signature.name, "' expects '",
-                                signature.input_name, "'"));
-  }
-  if (input.datatype() != "FP32") {
-    return Invalid(absl::StrCat("input '", input.name(), "' has datatype '",
-                                input.datatype(), "'; expected FP32"));
-  }
-  if (input.shape_size() != 3 || input.shape(1) != signature.sequence_length ||
-      input.shape(2) != signature.input_size) {
-    return Invalid(absl::StrCat(
-        "input '", input.name(), "' has shape ", ShapeOf(input), "; expected ",
-        ExpectedShape(signature), " (batch, time steps, features)"));
-  }
-  if (input.shape(0) < 1) {
-    return Invalid(absl::StrCat("input '", input.name(), "' has shape ",
-                                ShapeOf(input),
-                                "; the batch dimension must be >= 1"));
-  }
-  const size_t per_row = signature.input_floats_per_row();
-  const uint64_t rows = static_cast<uint64_t>(input.shape(0));
-  // Bounded so that rows * per_row * 4 cannot overflow below.
-  if (rows > std::numeric_limits<int32_t>::max() / per_row) {
-    return Invalid(absl::StrCat("input '", input.name(), "' has shape ",
-                                ShapeOf(input), "; too many sequences"));
-  }
-  const size_t floats = static_cast<size_t>(rows) * per_row;
-  const bool has_raw = request.raw_input_contents_size() > 0;
-  const bool has_typed =
-      input.has_contents() && (input.contents().fp32_contents_size() > 0 ||
-                               HasNonFp32Contents(input.contents()));
-  if (has_raw && has_typed) {
-    return Invalid(absl::StrCat(
-        "input '", input.name(),
-        "' has both raw_input_contents and contents; send one of them"));
-  }
-  if (has_raw) {
-    const std::string& raw = request.raw_input_contents(0);
-    if (raw.size() != floats * sizeof(float)) {
-      return Invalid(absl::StrCat("raw_input_contents[0] has ", raw.size(),
-                                  " bytes; input '", input.name(), "' FP32 ",
-                                  ShapeOf(input), " needs ",
-                                  floats * sizeof(float)));
-    }
-    if (reinterpret_cast<uintptr_t>(raw.data()) % alignof(float) == 0) {
-      decoded.input = absl::MakeConstSpan(
-          reinterpret_cast<const float*>(raw.data()), floats);
-    } else {
-      decoded.aligned_copy.resize(floats);
-      std::memcpy(decoded.aligned_copy.data(), raw.data(), raw.size());
-      decoded.input = decoded.aligned_copy;
-    }
-  } else if (has_typed) {
-    const inference::InferTensorContents& c = input.contents();
-    if (HasNonFp32Contents(c)) {
-      return Invalid(absl::StrCat("input '", input.name(),
-                                  "' is FP32 but its contents use another "
-                                  "type's field; use fp32_contents"));
-    }
-    if (static_cast<size_t>(c.fp32_contents_size()) != floats) {
-      return Invalid(absl::StrCat("contents.fp32_contents of input '",
-                                  input.name(), "' has ",
-                                  c.fp32_contents_size(), " values; shape ",
-                                  ShapeOf(input), " needs ", floats));
-    }
-    decoded.input = absl::MakeConstSpan(c.fp32_contents().data(), floats);
-  } else {
-    return Invalid(absl::StrCat("input '", input.name(),
-                                "' has no data: set raw_input_contents[0] or "
-                                "contents.fp32_contents"));
-  }
-  decoded.rows = static_cast<size_t>(rows);
+  decoded.rows = *rows;
   if (absl::Status s = CheckRequestedOutputs(signature, request); !s.ok()) {
     return s;
   }

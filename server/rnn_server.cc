@@ -1,5 +1,7 @@
 #include "server/rnn_server.h"
 
+#include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,84 +30,45 @@ class ModelExecutor final : public BatchExecutor {
   std::unique_ptr<RnnModel> model_;
 };
 
-}  // namespace
+// The model's options, as the server's options set them.
+RnnModel::Options ModelOptions(const ServerOptions& options) {
+  RnnModel::Options model;
+  model.num_threads = options.model_threads;
+  model.max_batch_size = options.batching.queue.max_batch_size;
+  model.sequence_length = options.sequence_length;
+  return model;
+}
 
-absl::StatusOr<std::unique_ptr<RnnServer>> RnnServer::Start(
-    const ServerOptions& options) {
-  if (options.instances < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("instances must be >= 1, got ", options.instances));
-  }
-  absl::StatusOr<RnnWeights> weights =
-      RnnWeights::Load(options.model_path, options.sequence_length);
-  if (!weights.ok()) return weights.status();
+ModelSignature SignatureOf(const std::string& name, const RnnWeights& w) {
+  ModelSignature signature;
+  signature.name = name;
+  signature.sequence_length = w.sequence_length;
+  signature.input_size = w.input_size;
+  signature.num_classes = w.num_classes;
+  return signature;
+}
 
-  std::unique_ptr<RnnServer> server(new RnnServer());
-  ModelSignature& sig = server->signature_;
-  sig.name = options.model_name;
-  sig.sequence_length = weights->sequence_length;
-  sig.input_size = weights->input_size;
-  sig.num_classes = weights->num_classes;
-
-  RnnModel::Options model_options;
-  model_options.num_threads = options.model_threads;
-  model_options.max_batch_size =
-      static_cast<int>(std::max<size_t>(options.batching.max_batch_size, 1));
+// `count` model instances, each warmed up for every batch size it can be
+// given, so that no request waits for primitive creation.
+absl::StatusOr<std::vector<std::unique_ptr<BatchExecutor>>> CreateInstances(
+    const RnnWeights& weights, const RnnModel::Options& options, int count) {
   std::vector<std::unique_ptr<BatchExecutor>> executors;
-  for (int i = 0; i < options.instances; ++i) {
+  for (int i = 0; i < count; ++i) {
     absl::StatusOr<std::unique_ptr<RnnModel>> model =
-        RnnModel::Create(*weights, model_options);
+        RnnModel::Create(weights, options);
     if (!model.ok()) return model.status();
-    if (absl::Status s = (*model)->WarmUp(model_options.max_batch_size);
-        !s.ok()) {
+    if (absl::Status s = (*model)->WarmUp(options.max_batch_size); !s.ok()) {
       return s;
     }
     executors.push_back(std::make_unique<ModelExecutor>(*std::move(model)));
   }
+  return executors;
+}
 
-  if (options.metrics_port >= 0) {
-    Metrics::Options metrics_options;
-    metrics_options.model = sig.name;
-    metrics_options.version = sig.version;
-    metrics_options.max_batch_size = options.batching.max_batch_size;
-    metrics_options.server_version = PROJECT_VERSION;
-    metrics_options.grpc_version = grpc::Version();
-    metrics_options.onednn_version = RnnModel::OneDnnVersion();
-    server->metrics_ = std::make_unique<Metrics>(metrics_options);
-    absl::StatusOr<std::unique_ptr<MetricsServer>> exposer =
-        MetricsServer::Start(
-            absl::StrCat(options.host, ":", options.metrics_port),
-            server->metrics_->registry());
-    if (!exposer.ok()) return exposer.status();
-    server->metrics_server_ = *std::move(exposer);
-  }
-
-  Batcher::Options batching = options.batching;
-  batching.input_floats_per_row = sig.input_floats_per_row();
-  batching.output_floats_per_row = sig.output_floats_per_row();
-  batching.observer = server->metrics_.get();
-  absl::StatusOr<std::unique_ptr<Batcher>> batcher =
-      Batcher::Create(batching, std::move(executors));
-  if (!batcher.ok()) return batcher.status();
-  server->batcher_ = *std::move(batcher);
-  if (server->metrics_ != nullptr) {
-    Batcher* batcher = server->batcher_.get();
-    server->metrics_->SetQueueDepthSource(
-        [batcher] { return static_cast<int64_t>(batcher->queued_rows()); });
-    const ServingState* state = &server->state_;
-    server->metrics_->SetModelReadySource([state] { return state->serving(); });
-  }
-  server->service_ = std::make_unique<InferenceService>(
-      sig, PROJECT_VERSION, server->batcher_.get(), &server->state_,
-      server->metrics_.get());
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  const std::string address =
-      absl::StrCat(options.host, ":", options.grpc_port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &server->grpc_port_);
+// What gRPC applies to every connection: the largest message, no port
+// sharing, and the connection age.
+void ConfigureConnections(const ServerOptions& options,
+                          grpc::ServerBuilder& builder) {
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind the
   // same port and silently take half the traffic; a busy port is an error.
@@ -118,15 +81,124 @@ absl::StatusOr<std::unique_ptr<RnnServer>> RnnServer::Start(
     // tens of milliseconds.
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 30'000);
   }
-  builder.RegisterService(server->service_.get());
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->grpc_port_ == 0) {
+}
+
+}  // namespace
+
+absl::Status ServerOptions::Validate() const {
+  if (grpc_port < 0 || grpc_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--grpc_port must be in [0, 65535]; was ", grpc_port));
+  }
+  if (metrics_port < -1 || metrics_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics_port must be in [-1, 65535]; was ", metrics_port));
+  }
+  if (instances < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--instances must be >= 1; was ", instances));
+  }
+  if (max_receive_message_bytes < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_receive_message_bytes must be >= 1; was ",
+                     max_receive_message_bytes));
+  }
+  // gRPC takes the age in milliseconds as an int; a day keeps it far from
+  // overflowing and is longer than any useful rebalancing period.
+  if (max_connection_age < absl::ZeroDuration() ||
+      max_connection_age > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_connection_age_s must be in [0, 86400]; was ",
+                     absl::ToInt64Seconds(max_connection_age)));
+  }
+  if (absl::Status s = ModelOptions(*this).Validate(); !s.ok()) return s;
+  return batching.queue.Validate();
+}
+
+absl::StatusOr<std::unique_ptr<RnnServer>> RnnServer::Start(
+    const ServerOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  absl::StatusOr<RnnWeights> weights =
+      RnnWeights::Load(options.model_path, options.sequence_length);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::vector<std::unique_ptr<BatchExecutor>>> executors =
+      CreateInstances(*weights, ModelOptions(options), options.instances);
+  if (!executors.ok()) return executors.status();
+
+  std::unique_ptr<RnnServer> server(new RnnServer());
+  server->signature_ = SignatureOf(options.model_name, *weights);
+  if (options.metrics_port >= 0) {
+    if (absl::Status s = server->StartMetrics(options); !s.ok()) return s;
+  }
+  if (absl::Status s =
+          server->StartBatcher(options.batching, *std::move(executors));
+      !s.ok()) {
+    return s;
+  }
+  server->service_ = std::make_unique<InferenceService>(
+      server->signature_, PROJECT_VERSION, server->batcher_.get(),
+      &server->state_, server->metrics_.get());
+  if (absl::Status s = server->StartGrpc(options); !s.ok()) return s;
+  server->state_.Set(ServingState::Phase::kServing);
+  return server;
+}
+
+absl::Status RnnServer::StartMetrics(const ServerOptions& options) {
+  Metrics::Options metrics_options;
+  metrics_options.model = signature_.name;
+  metrics_options.version = signature_.version;
+  metrics_options.max_batch_size =
+      static_cast<size_t>(options.batching.queue.max_batch_size);
+  metrics_options.server_version = PROJECT_VERSION;
+  metrics_options.grpc_version = grpc::Version();
+  metrics_options.onednn_version = RnnModel::OneDnnVersion();
+  metrics_ = std::make_unique<Metrics>(metrics_options);
+  const ServingState* state = &state_;
+  metrics_->SetModelReadySource([state] { return state->serving(); });
+  absl::StatusOr<std::unique_ptr<MetricsServer>> exposer = MetricsServer::Start(
+      absl::StrCat(options.host, ":", options.metrics_port),
+      metrics_->registry());
+  if (!exposer.ok()) return exposer.status();
+  metrics_server_ = *std::move(exposer);
+  return absl::OkStatus();
+}
+
+absl::Status RnnServer::StartBatcher(
+    const Batcher::Options& options,
+    std::vector<std::unique_ptr<BatchExecutor>> executors) {
+  Batcher::Options batching = options;
+  batching.input_floats_per_row = signature_.input_floats_per_row();
+  batching.output_floats_per_row = signature_.output_floats_per_row();
+  batching.observer = metrics_.get();
+  absl::StatusOr<std::unique_ptr<Batcher>> batcher =
+      Batcher::Create(batching, std::move(executors));
+  if (!batcher.ok()) return batcher.status();
+  batcher_ = *std::move(batcher);
+  if (metrics_ != nullptr) {
+    const Batcher* source = batcher_.get();
+    metrics_->SetQueueDepthSource(
+        [source] { return static_cast<int64_t>(source->queued_rows()); });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RnnServer::StartGrpc(const ServerOptions& options) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address =
+      absl::StrCat(options.host, ":", options.grpc_port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                           &grpc_port_);
+  ConfigureConnections(options, builder);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", address, " (port in use, or a bad --host?)"));
   }
-  server->state_.AttachHealthService(server->server_->GetHealthCheckService());
-  server->state_.Set(ServingState::Phase::kServing);
-  return server;
+  state_.AttachHealthService(server_->GetHealthCheckService());
+  return absl::OkStatus();
 }
 
 RnnServer::~RnnServer() { Shutdown(); }

@@ -9,17 +9,20 @@
 // flight, then stops the batcher once every accepted request is answered.
 //
 // Example:
-//   ServerOptions options;
+//   rnn::ServerOptions options;
 //   options.model_path = "model/rnn.safetensors";
-//   options.grpc_port = 0;  // any free port
-//   auto server = RnnServer::Start(options);
-//   ... (*server)->grpc_port() ...
+//   options.grpc_port = 0;  // Any free port.
+//   absl::StatusOr<std::unique_ptr<rnn::RnnServer>> server =
+//       rnn::RnnServer::Start(options);
+//   const std::string target =
+//       "localhost:" + std::to_string((*server)->grpc_port());
 //   (*server)->Shutdown();
 #ifndef RNN_SERVER_RNN_SERVER_H_
 #define RNN_SERVER_RNN_SERVER_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -50,7 +53,8 @@ struct ServerOptions {
   int model_threads = 1;
   // Model instances computing batches in parallel.
   int instances = 1;
-  // Batching; the per-row sizes are filled in from the model.
+  // Batching; Start fills in the per-row sizes (from the model) and the
+  // observer (the metrics).
   Batcher::Options batching;
   // Largest request accepted, in bytes; gRPC refuses larger ones with
   // RESOURCE_EXHAUSTED. Default 16 MiB: about 2000 sequences of 20x100
@@ -62,10 +66,28 @@ struct ServerOptions {
   // Kubernetes Service this is what rebalances HTTP/2 clients. Default
   // zero: connections live as long as the client keeps them.
   absl::Duration max_connection_age = absl::ZeroDuration();
+
+  // OK, or INVALID_ARGUMENT naming the first bad option by its rnn-server
+  // flag, in the flag's unit, with the value given: "--instances must be >=
+  // 1; was 0". Each rule is written once, by the option's owner: the server
+  // checks its own fields here, the model's options are checked by
+  // RnnModel::Options::Validate and the batching rules by
+  // BatchQueue::Options::Validate. Start calls it; rnn-server calls it first
+  // to tell a bad flag (exit 2) from a failure to start.
+  //
+  // The owners name flags rather than fields because flags are how users
+  // meet these options. Naming fields would make rnn-server map each
+  // message back to its flag, through a second list of every option (with
+  // units: max_queue_delay is a Duration, --max_queue_delay_us counts
+  // microseconds) that would have to be kept in step with the owners' by
+  // hand.
+  absl::Status Validate() const;
 };
 
 class RnnServer {
  public:
+  // Refuses invalid options with INVALID_ARGUMENT (ServerOptions::Validate)
+  // before loading anything.
   static absl::StatusOr<std::unique_ptr<RnnServer>> Start(
       const ServerOptions& options);
 
@@ -92,6 +114,13 @@ class RnnServer {
 
  private:
   RnnServer() = default;
+
+  // Start's steps after the model instances exist, in order.
+  absl::Status StartMetrics(const ServerOptions& options);
+  absl::Status StartBatcher(
+      const Batcher::Options& options,
+      std::vector<std::unique_ptr<BatchExecutor>> executors);
+  absl::Status StartGrpc(const ServerOptions& options);
 
   ModelSignature signature_;
   ServingState state_;

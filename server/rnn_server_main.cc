@@ -16,11 +16,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model/bundled.h"
-#include "model/rnn_model.h"
 #include "server/rnn_server.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0",
@@ -61,7 +61,9 @@ ABSL_FLAG(int, shutdown_timeout_s, 10,
 
 namespace {
 
-absl::StatusOr<rnn::ServerOptions> OptionsFromFlags() {
+// The flags as options, unchecked: each option is checked by its owner
+// (ServerOptions::Validate), which names the flag in its message.
+rnn::ServerOptions OptionsFromFlags() {
   rnn::ServerOptions o;
   o.host = absl::GetFlag(FLAGS_host);
   o.grpc_port = absl::GetFlag(FLAGS_grpc_port);
@@ -74,33 +76,13 @@ absl::StatusOr<rnn::ServerOptions> OptionsFromFlags() {
   o.sequence_length = absl::GetFlag(FLAGS_sequence_length);
   o.model_threads = absl::GetFlag(FLAGS_model_threads);
   o.instances = absl::GetFlag(FLAGS_instances);
+  o.batching.queue.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  o.batching.queue.max_queue_delay =
+      absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  o.batching.queue.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
   o.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
-  const int max_age_s = absl::GetFlag(FLAGS_max_connection_age_s);
-  if (max_age_s < 0 || max_age_s > 24 * 3600) {
-    return absl::InvalidArgumentError(
-        "--max_connection_age_s must be in [0, 86400]");
-  }
-  o.max_connection_age = absl::Seconds(max_age_s);
-  const int max_batch = absl::GetFlag(FLAGS_max_batch_size);
-  const int64_t delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
-  const int64_t queue = absl::GetFlag(FLAGS_max_queue_size);
-  if (o.grpc_port < 0 || o.grpc_port > 65535) {
-    return absl::InvalidArgumentError("--grpc_port must be in [0, 65535]");
-  }
-  if (o.metrics_port < -1 || o.metrics_port > 65535) {
-    return absl::InvalidArgumentError("--metrics_port must be in [-1, 65535]");
-  }
-  if (max_batch < 1 || delay_us < 0 || queue < 1 || o.model_threads < 1 ||
-      o.instances < 1 || o.max_receive_message_bytes < 1 ||
-      o.sequence_length < 0) {
-    return absl::InvalidArgumentError(
-        "--max_batch_size, --max_queue_size, --model_threads, --instances "
-        "and --max_receive_message_bytes must be >= 1; "
-        "--max_queue_delay_us and --sequence_length >= 0");
-  }
-  o.batching.max_batch_size = static_cast<size_t>(max_batch);
-  o.batching.max_queue_delay = absl::Microseconds(delay_us);
-  o.batching.max_queue_size = static_cast<size_t>(queue);
+  o.max_connection_age =
+      absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_s));
   return o;
 }
 
@@ -116,10 +98,17 @@ int main(int argc, char** argv) {
   // creates and destroys an absl::Mutex per call, and the detector's graph
   // bookkeeping took ~2% of the server's CPU under load.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::StatusOr<rnn::ServerOptions> options = OptionsFromFlags();
-  if (!options.ok()) {
+  const rnn::ServerOptions options = OptionsFromFlags();
+  const int shutdown_timeout_s = absl::GetFlag(FLAGS_shutdown_timeout_s);
+  absl::Status valid = options.Validate();
+  // The one option rnn-server owns rather than RnnServer.
+  if (valid.ok() && shutdown_timeout_s < 0) {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "--shutdown_timeout_s must be >= 0; was ", shutdown_timeout_s));
+  }
+  if (!valid.ok()) {
     std::fprintf(stderr, "rnn-server: %s\n",
-                 std::string(options.status().message()).c_str());
+                 std::string(valid.message()).c_str());
     return 2;
   }
 
@@ -132,27 +121,29 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<rnn::RnnServer>> server =
-      rnn::RnnServer::Start(*options);
+      rnn::RnnServer::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "rnn-server: %s\n",
                  server.status().ToString().c_str());
     return 1;
   }
   const rnn::ModelSignature& sig = (*server)->signature();
+  const rnn::BatchQueue::Options& batching = options.batching.queue;
   std::printf(
       "rnn-server %s: model '%s' version %s from %s (T=%lld C=%lld O=%lld), "
-      "%d instance(s), max batch %zu, queue delay %lld us, queue %zu\n"
+      "%d instance(s), max batch %d, queue delay %lld us, queue %lld\n"
       "listening on %s:%d (gRPC, health, reflection)\n",
       PROJECT_VERSION, sig.name.c_str(), sig.version.c_str(),
-      options->model_path.c_str(), static_cast<long long>(sig.sequence_length),
+      options.model_path.c_str(), static_cast<long long>(sig.sequence_length),
       static_cast<long long>(sig.input_size),
-      static_cast<long long>(sig.num_classes), options->instances,
-      options->batching.max_batch_size,
-      static_cast<long long>(absl::GetFlag(FLAGS_max_queue_delay_us)),
-      options->batching.max_queue_size, options->host.c_str(),
+      static_cast<long long>(sig.num_classes), options.instances,
+      batching.max_batch_size,
+      static_cast<long long>(
+          absl::ToInt64Microseconds(batching.max_queue_delay)),
+      static_cast<long long>(batching.max_queue_size), options.host.c_str(),
       (*server)->grpc_port());
   if ((*server)->metrics_port() >= 0) {
-    std::printf("metrics on http://%s:%d/metrics\n", options->host.c_str(),
+    std::printf("metrics on http://%s:%d/metrics\n", options.host.c_str(),
                 (*server)->metrics_port());
   }
   std::fflush(stdout);
@@ -162,7 +153,7 @@ int main(int argc, char** argv) {
     sigwait(&signals, &signal);
     std::printf("rnn-server: %s, draining\n", strsignal(signal));
     std::fflush(stdout);
-    (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_timeout_s)));
+    (*server)->Shutdown(absl::Seconds(shutdown_timeout_s));
   });
   (*server)->Wait();
   waiter.join();

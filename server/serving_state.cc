@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "proto/grpc_predict_v2.grpc.pb.h"
+
 namespace rnn {
 
 void ServingState::AttachHealthService(
@@ -21,7 +23,8 @@ void ServingState::Report() {
   if (health_ == nullptr) return;
   const bool serving = phase() == Phase::kServing;
   health_->SetServingStatus(serving);
-  health_->SetServingStatus(std::string(kServiceName), serving);
+  health_->SetServingStatus(
+      inference::GRPCInferenceService::service_full_name(), serving);
 }
 
 }  // namespace rnn

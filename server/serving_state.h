@@ -1,9 +1,14 @@
 // ServingState: the server's one lifecycle state, which the health service,
-// ServerReady and ModelReady all report.
+// ServerReady, ModelReady and the rnn_model_ready metric all report.
 //
-//   kStarting  listening, model warming up:  health NOT_SERVING, not ready
-//   kServing   answering inference:          health SERVING, ready
-//   kDraining  finishing accepted requests:  health NOT_SERVING, not ready
+//   kStarting  until RnnServer::Start is done:  health NOT_SERVING, not ready
+//   kServing   answering inference:             health SERVING, ready
+//   kDraining  finishing accepted requests:     health NOT_SERVING, not ready
+//
+// RnnServer::Start loads the weights and warms up every model instance
+// before it opens a port, so no client sees the warm-up: until then
+// connections are refused. kStarting shows only briefly, from the moment the
+// ports open (metrics first, then gRPC) until Start sets kServing.
 //
 // Health is reported through gRPC's built-in grpc.health.v1 service, both
 // for the server as a whole ("") and for "inference.GRPCInferenceService".
@@ -14,7 +19,6 @@
 
 #include <atomic>
 
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/health_check_service_interface.h"
 
@@ -23,9 +27,6 @@ namespace rnn {
 class ServingState {
  public:
   enum class Phase { kStarting, kServing, kDraining };
-
-  static constexpr absl::string_view kServiceName =
-      "inference.GRPCInferenceService";
 
   // Reports every later change to `health` (not owned; may be null). Call
   // once, after the gRPC server has started.

@@ -166,14 +166,21 @@ class CliTest(unittest.TestCase):
         self.assertRegex(r.stderr, "UNAVAILABLE|DEADLINE_EXCEEDED")
 
     def test_server_refuses_bad_flags(self):
-        r = subprocess.run([SERVER, "--max_batch_size=0"], capture_output=True, text=True,
-                           timeout=30)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("--max_batch_size", r.stderr)
-        r = subprocess.run([SERVER, "--max_connection_age_s=-1"], capture_output=True,
-                           text=True, timeout=30)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("--max_connection_age_s", r.stderr)
+        # Each option is checked once, by its owner (server, model, batch
+        # queue); the message names the flag and the value given.
+        for flag, message in [
+                ("--instances=0", "--instances must be >= 1; was 0"),
+                ("--max_batch_size=-1", "--max_batch_size must be >= 1; was -1"),
+                ("--max_queue_delay_us=-5", "--max_queue_delay_us must be >= 0; was -5"),
+                ("--model_threads=0", "--model_threads must be >= 1; was 0"),
+                ("--metrics_port=-2", "--metrics_port must be in [-1, 65535]; was -2"),
+                ("--max_connection_age_s=-1",
+                 "--max_connection_age_s must be in [0, 86400]; was -1"),
+                ("--shutdown_timeout_s=-1", "--shutdown_timeout_s must be >= 0; was -1")]:
+            with self.subTest(flag=flag):
+                r = subprocess.run([SERVER, flag], capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stderr, f"rnn-server: {message}\n")
         r = subprocess.run([SERVER, "--grpc_port=0", "--metrics_port=-1",
                             "--model=/nonexistent.safetensors"],
                            capture_output=True, text=True, timeout=30)

@@ -60,7 +60,7 @@ TEST(MetricsEndToEndTest, ScrapeAgreesWithTheTrafficSent) {
   options.grpc_port = 0;
   options.metrics_port = 0;
   options.model_path = RNN_SOURCE_DIR "/model/rnn.safetensors";
-  options.batching.max_queue_size = 64;
+  options.batching.queue.max_queue_size = 64;
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = testing::LoopbackClient((*server)->grpc_port());

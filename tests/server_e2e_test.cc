@@ -18,6 +18,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "model/eval_set.h"
 #include "model/reference_forward.h"
 #include "model/rnn_weights.h"
 #include "model/safetensors.h"
@@ -158,23 +159,16 @@ TEST_F(ServerTest, RequestedOutputIsHonoured) {
 }
 
 TEST_F(ServerTest, EvalSetClassifiesAtTheTrainedAccuracy) {
-  absl::StatusOr<SafetensorsFile> eval = SafetensorsFile::Read(kEvalSet);
+  absl::StatusOr<EvalSet> eval = LoadEvalSet(kEvalSet, 20, 100);
   ASSERT_TRUE(eval.ok()) << eval.status();
-  const std::vector<int32_t> labels = *eval->ReadInt32("label", {});
-  const std::vector<float> data = *eval->ReadFloat32("input", {});
-  absl::StatusOr<InferOutput> out = client_->Infer(Input(data));
+  absl::StatusOr<InferOutput> out = client_->Infer(Input(eval->inputs));
   ASSERT_TRUE(out.ok()) << out.status();
-  int correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const float* p = out->values.data() + i * 10;
-    correct += (std::max_element(p, p + 10) - p) == labels[i];
-  }
   double reported = 0;
   ASSERT_TRUE(absl::SimpleAtod(
       SafetensorsFile::Read(kModel)->metadata().at("eval_accuracy"),
       &reported));
-  const double accuracy = static_cast<double>(correct) / labels.size();
-  EXPECT_NEAR(accuracy, reported, 1.0 / labels.size() + 1e-4);
+  const double accuracy = Accuracy(out->values, 10, eval->labels);
+  EXPECT_NEAR(accuracy, reported, 1.0 / eval->size() + 1e-4);
   EXPECT_GE(accuracy, 0.95);
 }
 
@@ -224,7 +218,7 @@ TEST_F(ServerTest, QueueTimeoutParameterExpiresQueuedRequests) {
   // surely still queued when its 1 ms timeout passes, however the threads
   // are scheduled: it is dropped, never computed.
   ServerOptions options = LoopbackOptions();
-  options.batching.max_queue_delay = absl::Milliseconds(300);
+  options.batching.queue.max_queue_delay = absl::Milliseconds(300);
   StartServer(options);
   const std::vector<float> data = RandomInput(1, kPerRow, 9);
   InferInput in = Input(data);
@@ -248,7 +242,7 @@ TEST_P(ServerCancellationTest, QueuedRequestIsDroppedNotComputed) {
   // A lone request waits up to max_queue_delay for its batch to fill: long
   // enough here for it to be cancelled, or to expire, while surely queued.
   ServerOptions options = LoopbackOptions();
-  options.batching.max_queue_delay = absl::Seconds(10);
+  options.batching.queue.max_queue_delay = absl::Seconds(10);
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel =
@@ -315,8 +309,8 @@ TEST(ServerLimitsTest, OversizedMessageIsRefusedByGrpc) {
 
 TEST(ServerLimitsTest, FullQueueRefusesWithUnavailableAndLosesNothing) {
   ServerOptions options = LoopbackOptions();
-  options.batching.max_batch_size = 1;
-  options.batching.max_queue_size = 1;
+  options.batching.queue.max_batch_size = 1;
+  options.batching.queue.max_queue_size = 1;
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = testing::LoopbackClient((*server)->grpc_port());
@@ -361,7 +355,7 @@ TEST(ServerLimitsTest, FullQueueRefusesWithUnavailableAndLosesNothing) {
 
 TEST(ServerBatchingTest, ConcurrentSingleSequencesFormBatches) {
   ServerOptions options = LoopbackOptions();
-  options.batching.max_queue_delay = absl::Microseconds(2000);
+  options.batching.queue.max_queue_delay = absl::Microseconds(2000);
   auto server = RnnServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   const RnnWeights weights = *RnnWeights::Load(kModel);
@@ -426,7 +420,7 @@ TEST_F(ServerTest, ShutdownTurnsHealthNotServingAndFinishesWork) {
   // Work in flight when shutdown starts: three requests held in the queue by
   // a long batching delay.
   ServerOptions options = LoopbackOptions();
-  options.batching.max_queue_delay = absl::Seconds(2);
+  options.batching.queue.max_queue_delay = absl::Seconds(2);
   StartServer(options);
   auto channel =
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->grpc_port()),

@@ -23,16 +23,38 @@ void TaskState::FinishRows(size_t rows, const absl::Status& status) {
   std::move(task_.done)(std::move(result));
 }
 
+absl::Status BatchQueue::Options::Validate() const {
+  if (max_batch_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_batch_size must be >= 1; was ", max_batch_size));
+  }
+  if (max_queue_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue_delay_us must be >= 0; was ",
+                     absl::ToInt64Microseconds(max_queue_delay)));
+  }
+  if (max_queue_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue_size must be >= 1; was ", max_queue_size));
+  }
+  return absl::OkStatus();
+}
+
+BatchQueue::BatchQueue(const Options& options)
+    : max_batch_size_(static_cast<size_t>(options.max_batch_size)),
+      max_queue_delay_(options.max_queue_delay),
+      max_queue_size_(static_cast<size_t>(options.max_queue_size)) {}
+
 absl::Status BatchQueue::Push(BatchTask task, size_t rows, absl::Time now) {
-  if (rows > options_.max_queue_size) {
+  if (rows > max_queue_size_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request of ", rows, " sequences exceeds the queue capacity of ",
-        options_.max_queue_size, " sequences; split it into smaller requests"));
+        max_queue_size_, " sequences; split it into smaller requests"));
   }
-  if (queued_rows_ + rows > options_.max_queue_size) {
+  if (queued_rows_ + rows > max_queue_size_) {
     return absl::UnavailableError(absl::StrCat(
         "queue full: ", queued_rows_, " sequences waiting, capacity ",
-        options_.max_queue_size, "; retry later or on another replica"));
+        max_queue_size_, "; retry later or on another replica"));
   }
   tasks_.push_back(std::make_shared<TaskState>(std::move(task), rows, now));
   queued_rows_ += rows;
@@ -70,7 +92,7 @@ void BatchQueue::Sweep(absl::Time now, std::vector<DroppedTask>& dropped) {
 
 absl::Time BatchQueue::NextDueTime() const {
   if (tasks_.empty()) return absl::InfiniteFuture();
-  return tasks_.front()->enqueued() + options_.max_queue_delay;
+  return tasks_.front()->enqueued() + max_queue_delay_;
 }
 
 bool BatchQueue::PopBatch(absl::Time now, bool flush, Batch& batch,
@@ -94,11 +116,11 @@ bool BatchQueue::PopBatch(absl::Time now, bool flush, Batch& batch,
   };
   if (!live_head()) return false;
   const bool due =
-      flush || queued_rows_ >= options_.max_batch_size || now >= NextDueTime();
+      flush || queued_rows_ >= max_batch_size_ || now >= NextDueTime();
   if (!due) return false;
 
   batch.formed = now;
-  const size_t max = options_.max_batch_size;
+  const size_t max = max_batch_size_;
   while (batch.rows < max && live_head()) {
     TaskState& task = *tasks_.front();
     const size_t remaining = task.rows() - front_next_row_;

@@ -106,16 +106,31 @@ struct DroppedTask {
 
 class BatchQueue {
  public:
+  // The batching rules. Why each default: docs/benchmarks.md, "Why the
+  // batching defaults".
   struct Options {
-    // Most rows one batch holds. Must be >= 1.
-    size_t max_batch_size = 64;
-    // How long the oldest task may wait for a batch to fill.
+    // Most rows one batch holds; >= 1. Default 64: the model's throughput
+    // hardly grows beyond it, while a larger batch makes the requests behind
+    // it wait longer.
+    int max_batch_size = 64;
+    // How long the oldest task may wait for a batch to fill; >= 0. Default
+    // 0, as in Triton: take what is queued now. Under load, requests pile up
+    // while the instances compute, so batches form without waiting; a delay
+    // only adds latency then.
     absl::Duration max_queue_delay = absl::ZeroDuration();
-    // Most rows waiting at once; a task that would exceed it is refused.
-    size_t max_queue_size = 4096;
+    // Most rows waiting at once; >= 1. A task that would exceed it is
+    // refused. Default 4096: enough work to absorb bursts, little enough
+    // that a full queue means real overload.
+    int64_t max_queue_size = 4096;
+
+    // OK, or INVALID_ARGUMENT naming the first bad option by its rnn-server
+    // flag, in the flag's unit, with the value given: "--max_queue_size must
+    // be >= 1; was 0" (why flag names: ServerOptions in server/rnn_server.h).
+    absl::Status Validate() const;
   };
 
-  explicit BatchQueue(const Options& options) : options_(options) {}
+  // `options` must be valid (Options::Validate).
+  explicit BatchQueue(const Options& options);
 
   // Appends a task of `rows` rows (>= 1) that arrived at `now`. Refuses with
   // UNAVAILABLE when the queue is full and INVALID_ARGUMENT when the task
@@ -139,7 +154,6 @@ class BatchQueue {
   bool empty() const { return tasks_.empty(); }
   // Rows waiting, counting only rows not yet handed to a batch.
   size_t queued_rows() const { return queued_rows_; }
-  const Options& options() const { return options_; }
 
  private:
   // When `task` must not be computed (cancelled, or expired at `now`), the
@@ -148,7 +162,9 @@ class BatchQueue {
   // Removes the dead tasks not yet dispatched, anywhere in the queue.
   void Sweep(absl::Time now, std::vector<DroppedTask>& dropped);
 
-  const Options options_;
+  const size_t max_batch_size_;
+  const absl::Duration max_queue_delay_;
+  const size_t max_queue_size_;
   std::deque<std::shared_ptr<TaskState>> tasks_;
   // Rows of the front task already handed to batches. Only the front task
   // can be partly taken (the queue is FIFO), so this is the queue's own

@@ -1,6 +1,7 @@
 #include "server/batching/batch_queue.h"
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -17,8 +18,8 @@ using ::testing::HasSubstr;
 // count passed to Push matters.
 const absl::Time kT0 = absl::FromUnixSeconds(1'000'000);
 
-BatchQueue::Options Opts(size_t max_batch, absl::Duration delay,
-                         size_t max_queue = 4096) {
+BatchQueue::Options Opts(int max_batch, absl::Duration delay,
+                         int64_t max_queue = 4096) {
   return BatchQueue::Options{max_batch, delay, max_queue};
 }
 
@@ -221,6 +222,19 @@ TEST(BatchQueueTest, PartlyDispatchedTaskIsNeverDropped) {
   ASSERT_TRUE(q.PopBatch(kT0 + absl::Seconds(1), false, b, dropped));
   EXPECT_EQ(b.slices[0].first_row, 2u);
   EXPECT_TRUE(dropped.empty());
+}
+
+TEST(BatchQueueTest, OptionsAreRefusedByFlagWithTheValueGiven) {
+  EXPECT_TRUE(Opts(1, absl::ZeroDuration(), 1).Validate().ok());
+  EXPECT_EQ(Opts(0, absl::ZeroDuration()).Validate().message(),
+            "--max_batch_size must be >= 1; was 0");
+  EXPECT_EQ(Opts(-3, absl::ZeroDuration()).Validate().message(),
+            "--max_batch_size must be >= 1; was -3");
+  EXPECT_EQ(Opts(64, absl::Microseconds(-5)).Validate().message(),
+            "--max_queue_delay_us must be >= 0; was -5");
+  const absl::Status queue = Opts(64, absl::ZeroDuration(), -1).Validate();
+  EXPECT_EQ(queue.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(queue.message(), "--max_queue_size must be >= 1; was -1");
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "server/batching/batcher.h"
 
-#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -11,18 +10,13 @@ namespace rnn {
 absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
     const Options& options,
     std::vector<std::unique_ptr<BatchExecutor>> executors) {
-  if (options.max_batch_size < 1) {
-    return absl::InvalidArgumentError("max_batch_size must be >= 1");
-  }
-  if (options.max_queue_delay < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("max_queue_delay must be >= 0");
-  }
-  if (options.max_queue_size < 1) {
-    return absl::InvalidArgumentError("max_queue_size must be >= 1");
+  if (absl::Status status = options.queue.Validate(); !status.ok()) {
+    return status;
   }
   if (options.input_floats_per_row < 1 || options.output_floats_per_row < 1) {
-    return absl::InvalidArgumentError(
-        "input_floats_per_row and output_floats_per_row must be >= 1");
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input_floats_per_row and output_floats_per_row must be >= 1; were ",
+        options.input_floats_per_row, " and ", options.output_floats_per_row));
   }
   if (executors.empty()) {
     return absl::InvalidArgumentError("a batcher needs at least one executor");
@@ -35,19 +29,15 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
 
 Batcher::Batcher(const Options& options,
                  std::vector<std::unique_ptr<BatchExecutor>> executors)
-    : options_(options),
-      queue_(BatchQueue::Options{options.max_batch_size,
-                                 options.max_queue_delay,
-                                 options.max_queue_size}) {
+    : options_(options), queue_(options.queue) {
+  const size_t max_rows = static_cast<size_t>(options_.queue.max_batch_size);
   for (auto& executor : executors) {
     auto worker = std::make_unique<Worker>();
     worker->executor = std::move(executor);
-    worker->input.resize(options_.max_batch_size *
-                         options_.input_floats_per_row);
-    worker->output.resize(options_.max_batch_size *
-                          options_.output_floats_per_row);
-    worker->batch.slices.reserve(options_.max_batch_size);
-    worker->queue_times.reserve(options_.max_batch_size);
+    worker->input.resize(max_rows * options_.input_floats_per_row);
+    worker->output.resize(max_rows * options_.output_floats_per_row);
+    worker->batch.slices.reserve(max_rows);
+    worker->queue_times.reserve(max_rows);
     workers_.push_back(std::move(worker));
   }
   for (auto& worker : workers_) {

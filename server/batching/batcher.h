@@ -1,8 +1,8 @@
 // Batcher: the dynamic batcher between the gRPC service and the model.
 //
-// Many small concurrent requests become few large model calls: on one core
-// the model computes about 65k sequences/s one at a time and about 235k/s in
-// batches of 64 (docs/benchmarks.md). The batching rules are BatchQueue's
+// Many small concurrent requests become few large model calls: the model
+// computes several times more sequences per second in batches than one at a
+// time (docs/benchmarks.md). The batching rules are BatchQueue's
 // (batch_queue.h); this class adds the threads.
 //
 // Threads: `executors.size()` workers (one per model instance). A free worker
@@ -14,10 +14,31 @@
 // the lock only to append, and wakes a worker after releasing it.
 //
 // Example:
-//   std::vector<std::unique_ptr<BatchExecutor>> executors = ...;  // one per
-//   instance auto batcher = Batcher::Create(options, std::move(executors));
-//   absl::Status s = (*batcher)->Submit({.input = rows, .output = out,
-//                                        .done = [](absl::Status s) {...}});
+//   // A model instance that doubles each row's one float.
+//   class Doubler final : public rnn::BatchExecutor {
+//    public:
+//     absl::Status Execute(absl::Span<const float> input,
+//                          absl::Span<float> output) override {
+//       for (size_t i = 0; i < input.size(); ++i) output[i] = 2 * input[i];
+//       return absl::OkStatus();
+//     }
+//   };
+//   // The task's buffers and its result outlive the batcher, whose
+//   // destructor answers every accepted task.
+//   std::vector<float> input = {1, 2, 3}, output(3);
+//   absl::Status result;
+//   rnn::Batcher::Options options;
+//   options.input_floats_per_row = 1;
+//   options.output_floats_per_row = 1;
+//   std::vector<std::unique_ptr<rnn::BatchExecutor>> executors;
+//   executors.push_back(std::make_unique<Doubler>());  // One per instance.
+//   absl::StatusOr<std::unique_ptr<rnn::Batcher>> batcher =
+//       rnn::Batcher::Create(options, std::move(executors));
+//   rnn::BatchTask task;
+//   task.input = input;
+//   task.output = absl::MakeSpan(output);
+//   task.done = [&result](absl::Status status) { result = std::move(status); };
+//   absl::Status accepted = (*batcher)->Submit(std::move(task));
 //
 // Thread-safety: every public method may be called from any thread.
 #ifndef RNN_SERVER_BATCHING_BATCHER_H_
@@ -28,7 +49,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -56,20 +76,9 @@ class BatchExecutor {
 class Batcher {
  public:
   struct Options {
-    // Rows per batch at most. Default 64: on one core throughput at 64 is
-    // within a few percent of the best batch size measured, while a batch
-    // still computes in about 0.3 ms (docs/benchmarks.md).
-    size_t max_batch_size = 64;
-    // How long the oldest request may wait for a batch to fill. Default 0,
-    // as in Triton: take what is queued now. Under load, requests pile up
-    // while the instances compute, so batches form without waiting; a delay
-    // only adds latency then (docs/benchmarks.md).
-    absl::Duration max_queue_delay = absl::ZeroDuration();
-    // Rows waiting at most; more are refused with UNAVAILABLE. Default 4096:
-    // about 20 ms of work for one instance at ~200k sequences/s, enough to
-    // absorb bursts, short enough that a full queue means real overload.
-    size_t max_queue_size = 4096;
-    // Floats per row in a task's input and output (T * C and O).
+    // The batching rules, each with its default and the reason for it.
+    BatchQueue::Options queue;
+    // Floats per row in a task's input and output (T * C and O); >= 1.
     size_t input_floats_per_row = 0;
     size_t output_floats_per_row = 0;
     // Optional; not owned; must outlive the batcher.
@@ -83,7 +92,8 @@ class Batcher {
     int64_t dropped = 0;  // Tasks removed as expired or cancelled.
   };
 
-  // Starts one worker per executor (at least one).
+  // Starts one worker per executor (at least one, none null). Refuses
+  // invalid options with INVALID_ARGUMENT (BatchQueue::Options::Validate).
   static absl::StatusOr<std::unique_ptr<Batcher>> Create(
       const Options& options,
       std::vector<std::unique_ptr<BatchExecutor>> executors);
@@ -111,7 +121,6 @@ class Batcher {
   Stats stats() const;
   // Rows waiting now.
   size_t queued_rows() const;
-  const Options& options() const { return options_; }
 
  private:
   struct Worker {

@@ -181,7 +181,7 @@ TEST(BatcherTest, RequestsQueuedWhileBusyFormOneBatch) {
 TEST(BatcherTest, LargeRequestIsSplitAndReassembled) {
   FakeExecutor::Shared shared;
   Batcher::Options options;
-  options.max_batch_size = 64;
+  options.queue.max_batch_size = 64;
   auto batcher = MakeBatcher(shared, 1, options);
   Request big(300, 0);
   ASSERT_TRUE(batcher->Submit(big.Task()).ok());
@@ -196,7 +196,7 @@ TEST(BatcherTest, QueueFullIsRefusedAndNothingAcceptedIsLost) {
   FakeExecutor::Shared shared;
   shared.gated = true;
   Batcher::Options options;
-  options.max_queue_size = 8;
+  options.queue.max_queue_size = 8;
   auto batcher = MakeBatcher(shared, 1, options);
   Request running(1, 0);
   ASSERT_TRUE(batcher->Submit(running.Task()).ok());
@@ -296,7 +296,7 @@ TEST(BatcherTest, ExecutorErrorReachesEveryTaskInTheBatch) {
 TEST(BatcherTest, BatchesNeverExceedMaxBatchSize) {
   FakeExecutor::Shared shared;
   Batcher::Options options;
-  options.max_batch_size = 4;
+  options.queue.max_batch_size = 4;
   auto batcher = MakeBatcher(shared, 1, options);
   Request blocker(1, 1000);
   OccupyTheInstance(*batcher, shared, blocker);
@@ -350,7 +350,7 @@ TEST(BatcherTest, InstancesComputeInParallel) {
   Batcher::Options options;
   options.input_floats_per_row = kIn;
   options.output_floats_per_row = kOut;
-  options.max_batch_size = 1;
+  options.queue.max_batch_size = 1;
   auto batcher = *Batcher::Create(options, std::move(executors));
   Request a(1, 0), b(1, 1);
   ASSERT_TRUE(batcher->Submit(a.Task()).ok());
@@ -365,8 +365,9 @@ TEST(BatcherTest, StopDrainsEveryAcceptedRequestThenRefuses) {
   FakeExecutor::Shared shared;
   shared.gated = true;
   Batcher::Options options;
-  options.max_queue_delay = absl::Hours(1);  // Only a flush can form batches.
-  options.max_batch_size = 4;
+  options.queue.max_queue_delay =
+      absl::Hours(1);  // Only a flush can form batches.
+  options.queue.max_batch_size = 4;
   auto batcher = MakeBatcher(shared, 2, options);
   std::vector<std::unique_ptr<Request>> requests;
   for (int i = 0; i < 30; ++i) {
@@ -401,12 +402,12 @@ TEST(BatcherTest, RefusesMalformedTasksAndOptions) {
   Batcher::Options bad;
   bad.input_floats_per_row = kIn;
   bad.output_floats_per_row = kOut;
-  bad.max_batch_size = 0;
+  bad.queue.max_batch_size = 0;
   std::vector<std::unique_ptr<BatchExecutor>> executors;
   executors.push_back(std::make_unique<FakeExecutor>(shared));
   const auto refused = Batcher::Create(bad, std::move(executors));
-  ASSERT_FALSE(refused.ok());
-  EXPECT_THAT(refused.status().message(), HasSubstr("max_batch_size"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "--max_batch_size must be >= 1; was 0");
 }
 
 TEST(BatcherTest, ObserverSeesEveryBatch) {

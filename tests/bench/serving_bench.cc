@@ -93,9 +93,9 @@ Target Start(size_t max_batch, absl::Duration delay) {
   options.grpc_port = 0;
   options.metrics_port = 0;
   options.model_path = FindBundledFile(kBundledModelFile);
-  options.batching.max_batch_size = max_batch;
-  options.batching.max_queue_delay = delay;
-  options.batching.max_queue_size = 1 << 20;
+  options.batching.queue.max_batch_size = max_batch;
+  options.batching.queue.max_queue_delay = delay;
+  options.batching.queue.max_queue_size = 1 << 20;
   Target t;
   t.server = *RnnServer::Start(options);
   ClientOptions client_options;
