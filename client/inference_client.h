@@ -5,9 +5,17 @@
 // Example:
 //   ClientOptions options;
 //   options.targets = {"localhost:8001"};
-//   auto client = InferenceClient::Create(options);
-//   InferInput input{.model = "rnn", .data = rows, .shape = {n, 20, 100}};
+//   absl::StatusOr<std::unique_ptr<InferenceClient>> client =
+//       InferenceClient::Create(options);
+//   if (!client.ok()) return client.status();
+//   const int64_t n = 2;  // sequences of 20 steps x 100 features
+//   std::vector<float> rows(n * 20 * 100, 0.5f);
+//   InferInput input;  // model "rnn", input "sequence"
+//   input.data = rows;
+//   input.shape = {n, 20, 100};
 //   absl::StatusOr<InferOutput> out = (*client)->Infer(input);
+//   if (!out.ok()) return out.status();
+//   // out->shape {2, 10}; out->values: each sequence's 10 probabilities.
 //
 // Several targets are balanced round-robin, per call. Every call has a
 // deadline (ClientOptions::deadline unless the call gives its own).

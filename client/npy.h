@@ -2,8 +2,10 @@
 // for rnn-client's --input. float32 is read as is; float64 is converted.
 // Only C-order (row-major), little-endian or native arrays are accepted.
 //
-//   absl::StatusOr<NpyArray> a = ReadNpy("batch.npy");  // a->shape {N, 20,
-//   100}
+// Example:
+//   absl::StatusOr<NpyArray> batch = ReadNpy("batch.npy");
+//   if (!batch.ok()) return batch.status();
+//   // batch->shape {N, 20, 100}; batch->values: N * 20 * 100 floats.
 #ifndef RNN_CLIENT_NPY_H_
 #define RNN_CLIENT_NPY_H_
 

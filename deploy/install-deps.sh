@@ -3,13 +3,19 @@
 #
 # Usage (as root, on Debian 12 "bookworm", from a bare debian:bookworm image up):
 #   deploy/install-deps.sh            # build + test: what `make test` needs
-#   deploy/install-deps.sh --build    # build only (the container's build stage)
-#   deploy/install-deps.sh --runtime  # the shared libraries the binaries load
-#                                     # (the container's runtime stage)
+#   deploy/install-deps.sh --build    # compiler, CMake, -dev packages, not
+#                                     # the tests' tools: deploy/Dockerfile's
+#                                     # build stage (on debian:bookworm)
+#   deploy/install-deps.sh --runtime  # the shared libraries the binaries load:
+#                                     # deploy/Dockerfile's runtime stage (on
+#                                     # debian:bookworm-slim)
 #
 # Idempotent: when every package is already installed it does nothing, so the
-# Makefile can call it before each build. The Makefile, .ci/run and the
-# Dockerfile all call this one script, so every machine is set up the same way.
+# Makefile can call it before each build. Every machine is set up by this one
+# script: the Makefile's deps step, which each build target runs first (so
+# `make run`, `make test` and .ci/run go through it), and deploy/Dockerfile,
+# with --build and --runtime. deploy/check-bare-install.sh proves it on a
+# bare bookworm.
 set -eu
 
 # What rnn-server, rnn-client, rnn-loadgen and rnn-eval load at run time

@@ -9,7 +9,7 @@
 #   deploy/setup-podman.sh
 #
 # Idempotent: what is already in place is left alone, so CI and developers
-# run it before every container test (deploy/check-container.sh does).
+# run it before every container test (make check-container does).
 # The local bookworm-slim is the same debootstrapped image as bookworm, so
 # image sizes measured here overstate what a real slim base gives.
 set -eu

@@ -2,10 +2,14 @@
 //
 // The binaries default to the model shipped with the project. It is looked
 // for, in order, in the installed data directory
-// (<prefix>/share/rnn-server/), next to the executable's install tree
-// (<exe dir>/../share/rnn-server/), and in the source tree the binary was
-// built from (model/), so the defaults work from the build tree, after
-// `cmake --install`, and in the container image alike.
+// (<prefix>/share/rnn-server/, CMAKE_INSTALL_PREFIX as configured), next to
+// the executable's install tree (<exe dir>/../share/rnn-server/, for an
+// install to another --prefix), and in the source tree the binary was built
+// from (model/). So the defaults work from the build tree, after
+// `cmake --install`, and in the container image: deploy/Dockerfile installs
+// the binaries to /usr/local/bin and the model and eval set to
+// /usr/local/share/rnn-server, the first candidate (the source tree is not
+// in the image).
 #ifndef RNN_MODEL_BUNDLED_H_
 #define RNN_MODEL_BUNDLED_H_
 

@@ -8,6 +8,7 @@
 // all refuse the same malformed files with the same messages.
 //
 // Example (scoring an RnnModel, rnn_model.h):
+//   #include "model/rnn_model.h"
 //   absl::StatusOr<std::unique_ptr<RnnModel>> model =
 //       RnnModel::Load("model/rnn.safetensors", {});
 //   if (!model.ok()) return model.status();
@@ -21,6 +22,7 @@
 //   if (!run.ok()) return run;
 //   const double accuracy =
 //       Accuracy(probabilities, (*model)->num_classes(), eval->labels);
+//   if (accuracy < 0.95) return absl::FailedPreconditionError("below 95%");
 //
 // Thread-safety: the functions keep no state and may be called concurrently;
 // an EvalSet is a plain value.

@@ -19,7 +19,9 @@
 // golden test vectors, say) are ignored.
 //
 // Example:
-//   absl::StatusOr<RnnWeights> weights = RnnWeights::Load(path);
+//   absl::StatusOr<RnnWeights> weights =
+//       RnnWeights::Load("model/rnn.safetensors");
+//   if (!weights.ok()) return weights.status();
 #ifndef RNN_MODEL_RNN_WEIGHTS_H_
 #define RNN_MODEL_RNN_WEIGHTS_H_
 

@@ -16,9 +16,13 @@
 // cumulative snapshots into the histogram of the window between them.
 //
 // Example:
-//   LatencyHistogram h;
-//   h.Record(12'500);                  // 12.5 us
-//   double p99_ns = h.Percentile(99);
+//   LatencyHistogram window;        // one thread's, recording
+//   window.Record(12'500);          // ns: 12.5 µs
+//   window.Record(80'000);
+//   LatencyHistogram total;         // the step's, merged at the window's end
+//   total.Merge(window);
+//   const bool slow = total.Percentile(99) > 1e6;  // p99 over 1 ms?
+//   if (slow) return absl::DeadlineExceededError("p99 over 1 ms");
 #ifndef RNN_CLIENT_LOADGEN_LATENCY_HISTOGRAM_H_
 #define RNN_CLIENT_LOADGEN_LATENCY_HISTOGRAM_H_
 

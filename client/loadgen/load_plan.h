@@ -1,11 +1,22 @@
 // The plan of a load test: which steps a sweep runs, when an open-loop
 // sender sends, and when a step's measurements have settled.
 //
-//   ParseSweep("1:64:x2")          -> 1, 2, 4, 8, 16, 32, 64
-//   ParseSweep("1000:5000:+1000")  -> 1000, 2000, 3000, 4000, 5000
-//   ArrivalSchedule s(Arrivals::kPoisson, 2000, /*seed=*/1, /*start_ns=*/t0);
-//   int64_t first = s.Next();      // intended send time of the first request
-//   IsStable({...last windows...}, 10)   // perf_analyzer's rule, 10%
+// Example:
+//   absl::StatusOr<std::vector<double>> concurrencies =
+//       ParseSweep("1:64:x2", /*integers=*/true);  // 1, 2, 4, ..., 64
+//   if (!concurrencies.ok()) return concurrencies.status();
+//   absl::StatusOr<std::vector<double>> rates =
+//       ParseSweep("1000:5000:+1000", /*integers=*/false);  // 1000, ..., 5000
+//   if (!rates.ok()) return rates.status();
+//   const int64_t t0 = 0;  // now, in ns on the sender's clock
+//   ArrivalSchedule schedule(Arrivals::kPoisson, 2000, /*seed=*/1, t0);
+//   // Intended send times of the first two requests, 0.5 ms apart on average:
+//   std::vector<int64_t> send_ns = {schedule.Next(), schedule.Next()};
+//   // Throughput (req/s) and p99 (µs) of the windows measured so far:
+//   std::vector<WindowFigures> windows = {{2000, 900}, {2010, 950}};
+//   if (!IsStable(windows, /*percent=*/10)) {
+//     // Fewer than three windows, or not within 10%: measure another.
+//   }
 //
 // Thread-safety: the functions are pure; an ArrivalSchedule belongs to one
 // thread.

@@ -21,9 +21,22 @@
 // code (gRPC itself allocates per call).
 //
 // Example:
-//   auto runner = LoadRunner::Create(options, *pool);
-//   StepPlan plan{.mode = LoadMode::kClosed, .concurrency = 16};
+//   PoolSpec spec;  // model "rnn", [1, 20, 100] per request
+//   absl::StatusOr<std::unique_ptr<RequestPool>> pool = RequestPool::Create(
+//       spec, std::vector<float>(64 * 20 * 100, 0.5f), /*labels=*/{});
+//   if (!pool.ok()) return pool.status();
+//   RunnerOptions options;
+//   options.targets = {"localhost:8001"};
+//   absl::StatusOr<std::unique_ptr<LoadRunner>> runner =
+//       LoadRunner::Create(options, **pool);
+//   if (!runner.ok()) return runner.status();
+//   absl::Status connected = (*runner)->Connect(absl::Seconds(5));
+//   if (!connected.ok()) return connected;
+//   StepPlan plan;
+//   plan.mode = LoadMode::kClosed;
+//   plan.concurrency = 16;
 //   absl::StatusOr<StepResult> result = (*runner)->RunStep(plan, {});
+//   if (!result.ok()) return result.status();
 //
 // Thread-safety: RunStep calls must not overlap. The pool must outlive the
 // runner.
@@ -55,8 +68,9 @@ enum class TransportKind {
 };
 
 struct RunnerOptions {
-  // Default h2: a third of gRPC's client CPU per call, so the generator
-  // takes less of the machine from the server (docs/benchmarks.md).
+  // Default h2: it takes much less client CPU per call than gRPC's library
+  // (measured in docs/benchmarks.md), so the generator takes less of the
+  // machine from the server.
   TransportKind transport = TransportKind::kH2;
   // "host:port" each (or any gRPC target URI). Calls go round-robin.
   std::vector<std::string> targets;

@@ -6,8 +6,12 @@
 // latency is in microseconds.
 //
 // Example:
-//   std::string json = JsonReport(run, steps);
-//   std::fputs(TextTable(run.mode, steps).c_str(), stdout);
+//   RunInfo run;
+//   run.targets = {"localhost:8001"};
+//   std::vector<StepResult> steps(1);  // LoadRunner::RunStep's results
+//   std::string table = TextTable(run.mode, steps);  // for the terminal
+//   absl::Status written = WriteFile("report.json", JsonReport(run, steps));
+//   if (!written.ok()) return written;
 #ifndef RNN_CLIENT_LOADGEN_REPORT_H_
 #define RNN_CLIENT_LOADGEN_REPORT_H_
 

@@ -29,8 +29,10 @@
 // step, equal values, NaN or infinite figures).
 //
 // Example:
-//   std::string html = RenderHtmlReport(run, steps);
-//   WriteFile("report.html", html);
+//   RunInfo run;
+//   run.targets = {"localhost:8001"};
+//   std::vector<StepResult> steps(1);  // LoadRunner::RunStep's results
+//   std::string html = RenderHtmlReport(run, steps);  // WriteFile (report.h)
 //
 // Thread-safety: a pure function of its arguments.
 #ifndef RNN_CLIENT_LOADGEN_REPORT_HTML_H_

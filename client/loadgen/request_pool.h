@@ -15,11 +15,20 @@
 // check also requires the echoed id, the output's datatype and shape.
 //
 // Example:
-//   auto pool = RequestPool::Create(spec, rows, labels);
-//   (*pool)->ExpectFromWeights(weights);
-//   grpc::ByteBuffer request = (*pool)->Request(i, "7.42");
-//   ... send, receive `response` ...
-//   AnswerCheck check = (*pool)->Check(i, "7.42", response);
+//   PoolSpec spec;  // model "rnn", [1, 20, 100] per request, 10 classes
+//   std::vector<float> rows(64 * spec.sequence_length * spec.input_size);
+//   absl::StatusOr<std::unique_ptr<RequestPool>> pool =
+//       RequestPool::Create(spec, std::move(rows), /*labels=*/{});
+//   if (!pool.ok()) return pool.status();
+//   absl::StatusOr<RnnWeights> weights =
+//       RnnWeights::Load("model/rnn.safetensors");
+//   if (!weights.ok()) return weights.status();
+//   absl::Status expected = (*pool)->ExpectFromWeights(*weights);
+//   if (!expected.ok()) return expected;
+//   grpc::ByteBuffer request = (*pool)->Request(0, "7.42");
+//   inference::ModelInferResponse response;  // the server's answer to it
+//   AnswerCheck check = (*pool)->Check(0, "7.42", response);
+//   if (!check.right) return absl::InternalError(check.problem);
 //
 // Thread-safety: const methods may be called from any thread once the pool
 // is built (Create and ExpectFromWeights/ExpectLabels done).

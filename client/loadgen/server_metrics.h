@@ -8,10 +8,11 @@
 //
 // Example:
 //   absl::StatusOr<HttpUrl> url =
-//   ParseHttpUrl("http://127.0.0.1:8002/metrics"); if (!url.ok()) return
-//   url.status(); absl::StatusOr<MetricsSnapshot> before =
+//       ParseHttpUrl("http://127.0.0.1:8002/metrics");
+//   if (!url.ok()) return url.status();
+//   absl::StatusOr<MetricsSnapshot> before =
 //       ScrapeMetrics(*url, "rnn", absl::Seconds(2));
-//   ... run the step ...
+//   StepResult result = {};  // LoadRunner::RunStep runs the step here
 //   absl::StatusOr<MetricsSnapshot> after =
 //       ScrapeMetrics(*url, "rnn", absl::Seconds(2));
 //   if (before.ok() && after.ok()) result.server = Breakdown(*before, *after);

@@ -6,9 +6,9 @@
 //   GrpcTransport (grpc_transport.h): gRPC's C++ library, a completion
 //     queue and generic stubs. The reference behaviour of a gRPC client.
 //   H2Transport (h2_transport.h): the gRPC wire protocol spoken directly
-//     over HTTP/2 with nghttp2, as h2load does: about a third of gRPC's
-//     client CPU per call (docs/benchmarks.md), so the generator leaves the
-//     CPU to the server it measures.
+//     over HTTP/2 with nghttp2, as h2load does: much less client CPU per
+//     call than gRPC's library (measured in docs/benchmarks.md), so the
+//     generator leaves the CPU to the server it measures.
 // Both send the same bytes (the RequestPool's) and give the same answers.
 #ifndef RNN_CLIENT_LOADGEN_TRANSPORT_H_
 #define RNN_CLIENT_LOADGEN_TRANSPORT_H_

@@ -16,8 +16,10 @@
 //
 // Example:
 //   AtomicHistogram latency({25'000, 50'000, 100'000}, 1e9);  // ns, as s.
-//   latency.Observe(absl::ToInt64Nanoseconds(elapsed));
+//   const int64_t elapsed_ns = 42'000;  // one request's, measured
+//   latency.Observe(elapsed_ns);        // lands in the 50'000 ns bucket
 //   prometheus::ClientMetric::Histogram h = latency.Snapshot();
+//   // h.bucket: cumulative counts 0, 1, 1, 1 (+Inf); h.sample_sum 42e-6.
 //
 // Thread-safety: Observe and Snapshot may be called from any thread. A
 // snapshot taken while observations are in flight may count an observation

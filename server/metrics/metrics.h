@@ -26,15 +26,16 @@
 //                                   (process_collector.h).
 //
 // Buckets. The three duration histograms share 16 bounds: 25, 50, 100, 250,
-// 500 µs, 1, 2.5, 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5 s. One sequence
-// computes in about 20 µs and a batch of 64 in about 0.3 ms
-// (docs/benchmarks.md), so the low end separates a lone request from a full
-// batch; a full default queue (4096 rows) drains in about 20 ms, and client
-// deadlines are in seconds, so the high end shows overload and timeouts. The
-// 1-2.5-5 steps resolve quantiles to within a factor of about 2.5 everywhere
-// at 17 series per histogram. rnn_batch_size's bounds are 1, 2, 4, ... up to
-// and including max_batch_size (added if not a power of 2): batch sizes spread
-// geometrically with load, and the top bucket holds exactly the full batches.
+// 500 µs, 1, 2.5, 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5 s. By the times
+// measured in docs/benchmarks.md, one sequence computes within the first
+// bound and a batch of 64 within 500 µs, so the low end separates a lone
+// request from a full batch; a full default queue (4096 rows) drains within
+// 25 ms, and client deadlines are in seconds, so the high end shows overload
+// and timeouts. The 1-2.5-5 steps resolve quantiles to within a factor of
+// about 2.5 everywhere at 17 series per histogram. rnn_batch_size's bounds are
+// 1, 2, 4, ... up to and including max_batch_size (added if not a power of 2):
+// batch sizes spread geometrically with load, and the top bucket holds exactly
+// the full batches.
 //
 // Recording. Counters and histograms are relaxed atomics read at scrape time
 // (prometheus-cpp's own Histogram takes a mutex per Observe; see
@@ -44,17 +45,18 @@
 // recorded at all: they are read from sources the owner supplies, when
 // Prometheus scrapes.
 //
-// Example:
+// Example (RnnServer, rnn_server.cc, wires it up the same way):
 //   Metrics::Options options;
-//   options.max_batch_size = batcher_options.max_batch_size;
+//   options.max_batch_size = 64;  // the batcher's max_batch_size
 //   Metrics metrics(options);
-//   metrics.SetQueueDepthSource([&] { return batcher->queued_rows(); });
-//   batcher_options.observer = &metrics;
-//   auto server = MetricsServer::Start("0.0.0.0:9090", metrics.registry());
-//   // Per call:
+//   int64_t rows_waiting = 0;     // RnnServer reads Batcher::queued_rows()
+//   metrics.SetQueueDepthSource([&] { return rows_waiting; });
+//   metrics.SetModelReadySource([] { return true; });
+//   // Then: Batcher::Options::observer = &metrics, and
+//   // MetricsServer::Start("0.0.0.0:8002", metrics.registry()).
+//   // Per ModelInfer call, from its arrival to its answer:
 //   metrics.RequestStarted();
-//   ...
-//   metrics.RequestFinished(status.code(), absl::Now() - arrival);
+//   metrics.RequestFinished(absl::StatusCode::kOk, absl::Microseconds(350));
 //
 // Thread-safety: every method may be called from any thread.
 #ifndef RNN_SERVER_METRICS_METRICS_H_

@@ -7,9 +7,12 @@
 // registry's Collect on one of them.
 //
 // Example:
+//   auto registry = std::make_shared<prometheus::Registry>();  // or Metrics'
 //   absl::StatusOr<std::unique_ptr<MetricsServer>> server =
-//       MetricsServer::Start("0.0.0.0:9090", metrics.registry());
+//       MetricsServer::Start("0.0.0.0:8002", registry);
 //   if (!server.ok()) return server.status();
+//   const int port = (*server)->port();  // 8002; a free one when 0 was asked
+//   if (port <= 0) return absl::InternalError("no port");
 //
 // Thread-safety: port() may be called from any thread.
 #ifndef RNN_SERVER_METRICS_METRICS_SERVER_H_

@@ -16,9 +16,11 @@
 // A family whose source cannot be read or parsed is left out of that scrape
 // (Prometheus then sees the series as absent), rather than reported as 0.
 //
-// Example:
+// Example (Metrics' registry holds one already; on its own):
+//   #include "prometheus/exposer.h"
 //   auto collector = std::make_shared<ProcessCollector>();
-//   exposer.RegisterCollectable(collector);
+//   prometheus::Exposer exposer("127.0.0.1:8002");
+//   exposer.RegisterCollectable(collector);  // keeps a weak_ptr only
 //
 // Thread-safety: Collect may be called from any thread; the collector holds
 // no mutable state.
