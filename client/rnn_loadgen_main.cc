@@ -488,14 +488,17 @@ int main(int argc, char** argv) {
   if (results.size() > 1) {
     std::printf("\nsummary\n%s", lg::TextTable(mode, results).c_str());
   }
-  const std::pair<std::string, std::string> reports[] = {
-      {absl::GetFlag(FLAGS_json), lg::JsonReport(run, results)},
-      {absl::GetFlag(FLAGS_csv), lg::CsvReport(run, results)},
-      {absl::GetFlag(FLAGS_html), lg::RenderHtmlReport(run, results)},
+  // Each report is rendered only when asked for.
+  using Render =
+      std::string (*)(const lg::RunInfo&, const std::vector<lg::StepResult>&);
+  const std::pair<std::string, Render> reports[] = {
+      {absl::GetFlag(FLAGS_json), lg::JsonReport},
+      {absl::GetFlag(FLAGS_csv), lg::CsvReport},
+      {absl::GetFlag(FLAGS_html), lg::RenderHtmlReport},
   };
-  for (const auto& [path, contents] : reports) {
+  for (const auto& [path, render] : reports) {
     if (path.empty()) continue;
-    if (absl::Status s = lg::WriteFile(path, contents); !s.ok()) {
+    if (absl::Status s = lg::WriteFile(path, render(run, results)); !s.ok()) {
       return Fail(std::string(s.message()));
     }
     std::fprintf(stderr, "rnn-loadgen: wrote %s\n", path.c_str());

@@ -134,6 +134,19 @@ struct Request {
   }
 };
 
+// Holds the only instance inside Execute with a first request, so that the
+// requests submitted next are all queued before their batch forms.
+void OccupyTheInstance(Batcher& batcher, FakeExecutor::Shared& shared,
+                       Request& blocker) {
+  shared.gated = true;
+  ASSERT_TRUE(batcher.Submit(blocker.Task()).ok());
+  const absl::Time give_up = absl::Now() + kWait;
+  while (shared.entered.load() < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(shared.entered.load(), 1);
+}
+
 TEST(BatcherTest, ConcurrentCallersEachGetTheirOwnRows) {
   FakeExecutor::Shared shared;
   auto batcher = MakeBatcher(shared, /*instances=*/2);
@@ -160,11 +173,9 @@ TEST(BatcherTest, ConcurrentCallersEachGetTheirOwnRows) {
 
 TEST(BatcherTest, RequestsQueuedWhileBusyFormOneBatch) {
   FakeExecutor::Shared shared;
-  shared.gated = true;
   auto batcher = MakeBatcher(shared);
   Request first(1, 0);
-  ASSERT_TRUE(batcher->Submit(first.Task()).ok());
-  while (shared.entered.load() == 0) std::this_thread::yield();
+  OccupyTheInstance(*batcher, shared, first);
   std::vector<std::unique_ptr<Request>> queued;
   for (int i = 0; i < 10; ++i) {
     queued.push_back(std::make_unique<Request>(1, 100.f + i));
@@ -194,13 +205,11 @@ TEST(BatcherTest, LargeRequestIsSplitAndReassembled) {
 
 TEST(BatcherTest, QueueFullIsRefusedAndNothingAcceptedIsLost) {
   FakeExecutor::Shared shared;
-  shared.gated = true;
   Batcher::Options options;
   options.queue.max_queue_size = 8;
   auto batcher = MakeBatcher(shared, 1, options);
   Request running(1, 0);
-  ASSERT_TRUE(batcher->Submit(running.Task()).ok());
-  while (shared.entered.load() == 0) std::this_thread::yield();
+  OccupyTheInstance(*batcher, shared, running);
   std::vector<std::unique_ptr<Request>> accepted;
   int refused = 0;
   for (int i = 0; i < 12; ++i) {
@@ -226,11 +235,9 @@ TEST(BatcherTest, QueueFullIsRefusedAndNothingAcceptedIsLost) {
 
 TEST(BatcherTest, ExpiredAndCancelledRequestsNeverReachTheExecutor) {
   FakeExecutor::Shared shared;
-  shared.gated = true;
   auto batcher = MakeBatcher(shared);
   Request running(1, 1);
-  ASSERT_TRUE(batcher->Submit(running.Task()).ok());
-  while (shared.entered.load() == 0) std::this_thread::yield();
+  OccupyTheInstance(*batcher, shared, running);
 
   Request expired(2, 100);
   BatchTask expired_task = expired.Task();
@@ -257,19 +264,6 @@ TEST(BatcherTest, ExpiredAndCancelledRequestsNeverReachTheExecutor) {
   std::lock_guard<std::mutex> lock(shared.mu);
   EXPECT_EQ(shared.seen, (std::vector<float>{1, 300}));
   EXPECT_EQ(batcher->stats().dropped, 2);
-}
-
-// Holds the only instance inside Execute with a first request, so that the
-// requests submitted next are all queued before their batch forms.
-void OccupyTheInstance(Batcher& batcher, FakeExecutor::Shared& shared,
-                       Request& blocker) {
-  shared.gated = true;
-  ASSERT_TRUE(batcher.Submit(blocker.Task()).ok());
-  const absl::Time give_up = absl::Now() + kWait;
-  while (shared.entered.load() < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
-  ASSERT_EQ(shared.entered.load(), 1);
 }
 
 TEST(BatcherTest, ExecutorErrorReachesEveryTaskInTheBatch) {
