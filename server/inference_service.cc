@@ -51,16 +51,45 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// The answer of every RPC of Triton's service that rnn-server does not
+// implement: never an empty message, which some clients (Triton's) read as
+// success.
+grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* context,
+                                        absl::string_view rpc,
+                                        absl::string_view why) {
+  return FinishNow(
+      context,
+      absl::UnimplementedError(absl::StrCat(
+          "rnn-server does not implement ", rpc, ": ", why,
+          ". It implements ServerLive, ServerReady, ModelReady, "
+          "ServerMetadata, ModelMetadata, ModelInfer, ModelStreamInfer, "
+          "ModelConfig, ModelStatistics and RepositoryIndex.")));
+}
+
+inference::StatisticDuration* Fill(const Metrics::Statistics::Duration& d,
+                                   inference::StatisticDuration* out) {
+  out->set_count(d.count);
+  out->set_ns(d.ns);
+  return out;
+}
+
 }  // namespace
 
-InferenceService::InferenceService(ModelSignature signature,
-                                   std::string server_version, Batcher* batcher,
+InferenceService::InferenceService(Options options, Batcher* batcher,
                                    const ServingState* state, Metrics* metrics)
-    : signature_(std::move(signature)),
-      server_version_(std::move(server_version)),
+    : options_(std::move(options)),
       batcher_(batcher),
       state_(state),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      streams_(
+          StreamRegistry::Dependencies{&signature_, batcher, state, metrics,
+                                       options_.max_inflight_per_stream}) {}
+
+const std::vector<std::string>& InferenceService::Extensions() {
+  static const auto* const extensions =
+      new std::vector<std::string>{"model_configuration", "statistics"};
+  return *extensions;
+}
 
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
@@ -92,7 +121,8 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* response) {
   response->set_name("rnn-server");
-  response->set_version(server_version_);
+  response->set_version(options_.server_version);
+  for (const std::string& e : Extensions()) response->add_extensions(e);
   return FinishNow(context, absl::OkStatus());
 }
 
@@ -135,6 +165,203 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     reactor->FinishWith(s);
   }
   return reactor;
+}
+
+grpc::ServerBidiReactor<inference::ModelInferRequest,
+                        inference::ModelStreamInferResponse>*
+InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  return streams_.Open(context);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelConfig(
+    grpc::CallbackServerContext* context,
+    const inference::ModelConfigRequest* request,
+    inference::ModelConfigResponse* response) {
+  if (absl::Status s =
+          CheckModel(signature_, request->name(), request->version());
+      !s.ok()) {
+    return FinishNow(context, s);
+  }
+  inference::ModelConfig& config = *response->mutable_config();
+  config.set_name(signature_.name);
+  config.set_platform(signature_.platform);
+  config.set_max_batch_size(options_.batching.max_batch_size);
+  // Dims leave out the batch dimension, as max_batch_size > 0 says.
+  inference::ModelInput& input = *config.add_input();
+  input.set_name(signature_.input_name);
+  input.set_data_type(inference::TYPE_FP32);
+  input.add_dims(signature_.sequence_length);
+  input.add_dims(signature_.input_size);
+  inference::ModelOutput& output = *config.add_output();
+  output.set_name(signature_.output_name);
+  output.set_data_type(inference::TYPE_FP32);
+  output.add_dims(signature_.num_classes);
+  inference::ModelDynamicBatching& batching =
+      *config.mutable_dynamic_batching();
+  batching.set_max_queue_delay_microseconds(static_cast<uint64_t>(
+      absl::ToInt64Microseconds(options_.batching.max_queue_delay)));
+  // Our queue bound counts rows (sequences), Triton's requests; for
+  // batch-1 clients they are the same.
+  batching.mutable_default_queue_policy()->set_max_queue_size(
+      static_cast<uint32_t>(options_.batching.max_queue_size));
+  inference::ModelInstanceGroup& group = *config.add_instance_group();
+  group.set_name(signature_.name);
+  group.set_kind(inference::ModelInstanceGroup::KIND_CPU);
+  group.set_count(options_.instances);
+  // Exactly one response per request, computed every time.
+  config.mutable_model_transaction_policy()->set_decoupled(false);
+  config.mutable_response_cache()->set_enable(false);
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
+    grpc::CallbackServerContext* context,
+    const inference::ModelStatisticsRequest* request,
+    inference::ModelStatisticsResponse* response) {
+  // An empty name means every model, an empty version every version: here
+  // both are the one served.
+  if (!request->name().empty() || !request->version().empty()) {
+    if (absl::Status s = CheckModel(
+            signature_,
+            request->name().empty() ? signature_.name : request->name(),
+            request->version());
+        !s.ok()) {
+      return FinishNow(context, s);
+    }
+  }
+  if (metrics_ == nullptr) {
+    return FinishNow(context,
+                     absl::UnavailableError(
+                         "statistics are off: rnn-server runs with "
+                         "--metrics_port=-1, which turns their recording off"));
+  }
+  const Metrics::Statistics stats = metrics_->GetStatistics();
+  inference::ModelStatistics& out = *response->add_model_stats();
+  out.set_name(signature_.name);
+  out.set_version(signature_.version);
+  out.set_last_inference(static_cast<uint64_t>(stats.last_inference_ms));
+  out.set_inference_count(stats.inference_count);
+  out.set_execution_count(stats.execution_count);
+  inference::InferStatistics& infer = *out.mutable_inference_stats();
+  Fill(stats.success, infer.mutable_success());
+  Fill(stats.fail, infer.mutable_fail());
+  Fill(stats.queue, infer.mutable_queue());
+  Fill(stats.compute_input, infer.mutable_compute_input());
+  Fill(stats.compute_infer, infer.mutable_compute_infer());
+  Fill(stats.compute_output, infer.mutable_compute_output());
+  for (const Metrics::Statistics::BatchSize& b : stats.batch_sizes) {
+    inference::InferBatchStatistics& batch = *out.add_batch_stats();
+    batch.set_batch_size(b.batch_size);
+    Fill(b.compute_input, batch.mutable_compute_input());
+    Fill(b.compute_infer, batch.mutable_compute_infer());
+    Fill(b.compute_output, batch.mutable_compute_output());
+  }
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
+    grpc::CallbackServerContext* context,
+    const inference::RepositoryIndexRequest* request,
+    inference::RepositoryIndexResponse* response) {
+  if (!request->repository_name().empty()) {
+    return FinishNow(
+        context, absl::NotFoundError(absl::StrCat(
+                     "no repository '", request->repository_name(),
+                     "': rnn-server has one, unnamed (give an empty name)")));
+  }
+  const bool ready = state_->serving();
+  if (ready || !request->ready()) {
+    inference::RepositoryIndexResponse::ModelIndex& model =
+        *response->add_models();
+    model.set_name(signature_.name);
+    model.set_version(signature_.version);
+    model.set_state(ready ? "READY" : "UNAVAILABLE");
+    if (!ready) {
+      model.set_reason(state_->phase() == ServingState::Phase::kStarting
+                           ? "server starting"
+                           : "server shutting down");
+    }
+  }
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
+    grpc::CallbackServerContext* context,
+    const inference::RepositoryModelLoadRequest*,
+    inference::RepositoryModelLoadResponse*) {
+  return Unimplemented(context, "RepositoryModelLoad",
+                       "it serves one model, loaded at start-up (--model)");
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
+    grpc::CallbackServerContext* context,
+    const inference::RepositoryModelUnloadRequest*,
+    inference::RepositoryModelUnloadResponse*) {
+  return Unimplemented(context, "RepositoryModelUnload",
+                       "it serves one model, loaded at start-up (--model)");
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryStatus(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryStatusRequest*,
+    inference::SystemSharedMemoryStatusResponse*) {
+  return Unimplemented(context, "SystemSharedMemoryStatus",
+                       "tensors travel in the request and response messages");
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryRegister(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryRegisterRequest*,
+    inference::SystemSharedMemoryRegisterResponse*) {
+  return Unimplemented(context, "SystemSharedMemoryRegister",
+                       "tensors travel in the request and response messages");
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryUnregister(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryUnregisterRequest*,
+    inference::SystemSharedMemoryUnregisterResponse*) {
+  return Unimplemented(context, "SystemSharedMemoryUnregister",
+                       "tensors travel in the request and response messages");
+}
+
+grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryStatus(
+    grpc::CallbackServerContext* context,
+    const inference::CudaSharedMemoryStatusRequest*,
+    inference::CudaSharedMemoryStatusResponse*) {
+  return Unimplemented(context, "CudaSharedMemoryStatus",
+                       "it runs on the CPU only");
+}
+
+grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryRegister(
+    grpc::CallbackServerContext* context,
+    const inference::CudaSharedMemoryRegisterRequest*,
+    inference::CudaSharedMemoryRegisterResponse*) {
+  return Unimplemented(context, "CudaSharedMemoryRegister",
+                       "it runs on the CPU only");
+}
+
+grpc::ServerUnaryReactor* InferenceService::CudaSharedMemoryUnregister(
+    grpc::CallbackServerContext* context,
+    const inference::CudaSharedMemoryUnregisterRequest*,
+    inference::CudaSharedMemoryUnregisterResponse*) {
+  return Unimplemented(context, "CudaSharedMemoryUnregister",
+                       "it runs on the CPU only");
+}
+
+grpc::ServerUnaryReactor* InferenceService::TraceSetting(
+    grpc::CallbackServerContext* context, const inference::TraceSettingRequest*,
+    inference::TraceSettingResponse*) {
+  return Unimplemented(context, "TraceSetting",
+                       "it has no request tracing; its timings are in "
+                       "ModelStatistics and on /metrics");
+}
+
+grpc::ServerUnaryReactor* InferenceService::LogSettings(
+    grpc::CallbackServerContext* context, const inference::LogSettingsRequest*,
+    inference::LogSettingsResponse*) {
+  return Unimplemented(context, "LogSettings",
+                       "its logging is fixed at start-up");
 }
 
 }  // namespace rnn

@@ -1,5 +1,10 @@
-// InferenceService: the Open Inference Protocol (KServe v2) gRPC service,
-// on gRPC's callback API.
+// InferenceService: the Open Inference Protocol (KServe v2) gRPC service and
+// Triton's extensions of it, on gRPC's callback API.
+//
+// Implemented: the six KServe v2 RPCs, ModelStreamInfer (infer_stream.h),
+// ModelConfig, ModelStatistics (Triton's semantics, from the same recording
+// as /metrics: Metrics::GetStatistics) and RepositoryIndex. Every other RPC
+// of Triton's service answers UNIMPLEMENTED with a message naming it.
 //
 // ModelInfer decodes and validates the request on the gRPC thread, hands the
 // rows to the Batcher and returns at once; the batcher's worker finishes the
@@ -14,9 +19,13 @@
 #define RNN_SERVER_INFERENCE_SERVICE_H_
 
 #include <string>
+#include <vector>
 
+#include "absl/time/time.h"
 #include "proto/grpc_predict_v2.grpc.pb.h"
+#include "server/batching/batch_queue.h"
 #include "server/batching/batcher.h"
+#include "server/infer_stream.h"
 #include "server/inference_codec.h"
 #include "server/metrics/metrics.h"
 #include "server/serving_state.h"
@@ -26,11 +35,27 @@ namespace rnn {
 class InferenceService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
+  // What the service reports (ModelConfig) and enforces beyond the batcher.
+  struct Options {
+    ModelSignature signature;
+    std::string server_version;
+    // The batcher's rules, as ModelConfig reports them.
+    BatchQueue::Options batching;
+    int instances = 1;
+    // Requests a ModelStreamInfer stream holds read but not yet answered.
+    int max_inflight_per_stream = 128;
+  };
+
   // `batcher`, `state` and `metrics` are not owned and must outlive the
-  // service; `metrics` may be null (metrics off).
-  InferenceService(ModelSignature signature, std::string server_version,
-                   Batcher* batcher, const ServingState* state,
+  // service; `metrics` may be null (metrics off; ModelStatistics then
+  // answers UNAVAILABLE).
+  InferenceService(Options options, Batcher* batcher, const ServingState* state,
                    Metrics* metrics);
+
+  // Ends every ModelStreamInfer stream once it has answered what it read
+  // (StreamRegistry::Drain). Call before the gRPC server's Shutdown, which
+  // waits for calls to end.
+  void DrainStreams() { streams_.Drain(); }
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -57,12 +82,75 @@ class InferenceService final
       const inference::ModelInferRequest* request,
       inference::ModelInferResponse* response) override;
 
+  grpc::ServerBidiReactor<inference::ModelInferRequest,
+                          inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ModelConfig(
+      grpc::CallbackServerContext* context,
+      const inference::ModelConfigRequest* request,
+      inference::ModelConfigResponse* response) override;
+  grpc::ServerUnaryReactor* ModelStatistics(
+      grpc::CallbackServerContext* context,
+      const inference::ModelStatisticsRequest* request,
+      inference::ModelStatisticsResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryIndexRequest* request,
+      inference::RepositoryIndexResponse* response) override;
+
+  // Not implemented; each answers UNIMPLEMENTED saying so.
+  grpc::ServerUnaryReactor* RepositoryModelLoad(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryModelLoadRequest* request,
+      inference::RepositoryModelLoadResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelUnload(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryModelUnloadRequest* request,
+      inference::RepositoryModelUnloadResponse* response) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryStatus(
+      grpc::CallbackServerContext* context,
+      const inference::SystemSharedMemoryStatusRequest* request,
+      inference::SystemSharedMemoryStatusResponse* response) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryRegister(
+      grpc::CallbackServerContext* context,
+      const inference::SystemSharedMemoryRegisterRequest* request,
+      inference::SystemSharedMemoryRegisterResponse* response) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(
+      grpc::CallbackServerContext* context,
+      const inference::SystemSharedMemoryUnregisterRequest* request,
+      inference::SystemSharedMemoryUnregisterResponse* response) override;
+  grpc::ServerUnaryReactor* CudaSharedMemoryStatus(
+      grpc::CallbackServerContext* context,
+      const inference::CudaSharedMemoryStatusRequest* request,
+      inference::CudaSharedMemoryStatusResponse* response) override;
+  grpc::ServerUnaryReactor* CudaSharedMemoryRegister(
+      grpc::CallbackServerContext* context,
+      const inference::CudaSharedMemoryRegisterRequest* request,
+      inference::CudaSharedMemoryRegisterResponse* response) override;
+  grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(
+      grpc::CallbackServerContext* context,
+      const inference::CudaSharedMemoryUnregisterRequest* request,
+      inference::CudaSharedMemoryUnregisterResponse* response) override;
+  grpc::ServerUnaryReactor* TraceSetting(
+      grpc::CallbackServerContext* context,
+      const inference::TraceSettingRequest* request,
+      inference::TraceSettingResponse* response) override;
+  grpc::ServerUnaryReactor* LogSettings(
+      grpc::CallbackServerContext* context,
+      const inference::LogSettingsRequest* request,
+      inference::LogSettingsResponse* response) override;
+
+  // ServerMetadata's extensions: Triton's names for what is implemented
+  // beyond KServe v2 (perf_analyzer reads this list).
+  static const std::vector<std::string>& Extensions();
+
  private:
-  const ModelSignature signature_;
-  const std::string server_version_;
+  const Options options_;
+  const ModelSignature& signature_ = options_.signature;
   Batcher* const batcher_;
   const ServingState* const state_;
   Metrics* const metrics_;
+  StreamRegistry streams_;
 };
 
 }  // namespace rnn

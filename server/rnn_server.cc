@@ -98,6 +98,11 @@ absl::Status ServerOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--instances must be >= 1; was ", instances));
   }
+  if (max_inflight_per_stream < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_inflight_per_stream must be >= 1; was ",
+                     max_inflight_per_stream));
+  }
   if (max_receive_message_bytes < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_receive_message_bytes must be >= 1; was ",
@@ -135,9 +140,15 @@ absl::StatusOr<std::unique_ptr<RnnServer>> RnnServer::Start(
       !s.ok()) {
     return s;
   }
+  InferenceService::Options service;
+  service.signature = server->signature_;
+  service.server_version = PROJECT_VERSION;
+  service.batching = options.batching.queue;
+  service.instances = options.instances;
+  service.max_inflight_per_stream = options.max_inflight_per_stream;
   server->service_ = std::make_unique<InferenceService>(
-      server->signature_, PROJECT_VERSION, server->batcher_.get(),
-      &server->state_, server->metrics_.get());
+      std::move(service), server->batcher_.get(), &server->state_,
+      server->metrics_.get());
   if (absl::Status s = server->StartGrpc(options); !s.ok()) return s;
   server->state_.Set(ServingState::Phase::kServing);
   return server;
@@ -210,6 +221,9 @@ void RnnServer::Shutdown(absl::Duration grace) {
   // Calls in flight need the batcher to finish, so it stops last. Either
   // may be missing when Start failed part way.
   if (server_ != nullptr) {
+    // Streams would otherwise stay open until the grace ran out and then be
+    // cancelled with their answers unsent.
+    service_->DrainStreams();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
   if (batcher_ != nullptr) batcher_->Stop();

@@ -66,6 +66,12 @@ struct ServerOptions {
   // Kubernetes Service this is what rebalances HTTP/2 clients. Default
   // zero: connections live as long as the client keeps them.
   absl::Duration max_connection_age = absl::ZeroDuration();
+  // Requests a ModelStreamInfer stream may hold read but not yet answered;
+  // at the bound the server stops reading that stream (infer_stream.h).
+  // Default 128: two full default batches, so that one stream can keep an
+  // instance busy, while a client that never reads its answers pins at most
+  // 128 requests.
+  int max_inflight_per_stream = 128;
 
   // OK, or INVALID_ARGUMENT naming the first bad option by its rnn-server
   // flag, in the flag's unit, with the value given: "--instances must be >=
@@ -104,9 +110,10 @@ class RnnServer {
   const Batcher& batcher() const { return *batcher_; }
   const ServingState& state() const { return state_; }
 
-  // Drains and stops: new calls are refused, calls in flight get up to
-  // `grace` to finish before gRPC cancels them, then every request the
-  // batcher accepted is answered. Idempotent.
+  // Drains and stops: new calls are refused, ModelStreamInfer streams answer
+  // what they read and end, calls in flight get up to `grace` to finish
+  // before gRPC cancels them, then every request the batcher accepted is
+  // answered. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(10));
 
   // Blocks until Shutdown has completed.

@@ -55,6 +55,9 @@ ABSL_FLAG(int, max_receive_message_bytes, 16 << 20,
 ABSL_FLAG(int, max_connection_age_s, 0,
           "Send GOAWAY to client connections older than this (seconds), so "
           "clients reconnect and rebalance over replicas; 0: never");
+ABSL_FLAG(int, max_inflight_per_stream, 128,
+          "Requests a ModelStreamInfer stream may hold unanswered; beyond it "
+          "the server stops reading that stream until answers are written");
 ABSL_FLAG(int, shutdown_timeout_s, 10,
           "On SIGTERM/SIGINT, how long calls in flight may take to finish "
           "(seconds)");
@@ -83,6 +86,7 @@ rnn::ServerOptions OptionsFromFlags() {
   o.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
   o.max_connection_age =
       absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_s));
+  o.max_inflight_per_stream = absl::GetFlag(FLAGS_max_inflight_per_stream);
   return o;
 }
 

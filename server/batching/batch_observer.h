@@ -5,7 +5,7 @@
 // Example:
 //   class CountingObserver final : public rnn::BatchObserver {
 //    public:
-//     void OnBatch(size_t rows, absl::Duration,
+//     void OnBatch(size_t rows, const rnn::BatchTimes&,
 //                  absl::Span<const absl::Duration>) override {
 //       rows_ += rows;  // Called from worker threads: make it thread-safe.
 //     }
@@ -21,15 +21,24 @@
 
 namespace rnn {
 
+// Where one batch's time went, in Triton's three phases: gathering the
+// requests' rows into one input (zero when the batch is one request's rows,
+// computed in place), the model, and scattering the output back to the
+// requests (zero likewise).
+struct BatchTimes {
+  absl::Duration input, infer, output;
+  absl::Duration total() const { return input + infer + output; }
+};
+
 // Told about each executed batch. Called on worker threads, outside the
 // batcher's lock; implementations must be thread-safe.
 class BatchObserver {
  public:
   virtual ~BatchObserver() = default;
-  // A batch of `rows` rows was computed in `compute_time`; `queue_times`
-  // holds, for each slice, how long its task had waited when the batch
-  // formed.
-  virtual void OnBatch(size_t rows, absl::Duration compute_time,
+  // A batch of `rows` rows was computed in `times`; `queue_times` holds, for
+  // each slice (one per task in the batch), how long its task had waited
+  // when the batch formed.
+  virtual void OnBatch(size_t rows, const BatchTimes& times,
                        absl::Span<const absl::Duration> queue_times) = 0;
 };
 

@@ -145,7 +145,9 @@ void Batcher::Execute(Worker& worker) {
   Batch& batch = worker.batch;
   const size_t in = options_.input_floats_per_row;
   const size_t out = options_.output_floats_per_row;
+  // Three time points split the batch into Triton's phases (BatchTimes).
   const absl::Time start = absl::Now();
+  absl::Time computed, gathered = start;
   absl::Status status;
   if (batch.slices.size() == 1) {
     // One task's rows are already contiguous: compute them in place.
@@ -153,6 +155,7 @@ void Batcher::Execute(Worker& worker) {
     status = worker.executor->Execute(
         s.task->task().input.subspan(s.first_row * in, s.rows * in),
         s.task->task().output.subspan(s.first_row * out, s.rows * out));
+    computed = absl::Now();
   } else {
     float* dst = worker.input.data();
     for (const BatchSlice& s : batch.slices) {
@@ -160,9 +163,11 @@ void Batcher::Execute(Worker& worker) {
                   s.rows * in * sizeof(float));
       dst += s.rows * in;
     }
+    gathered = absl::Now();
     status = worker.executor->Execute(
         absl::MakeConstSpan(worker.input.data(), batch.rows * in),
         absl::MakeSpan(worker.output.data(), batch.rows * out));
+    computed = absl::Now();
     if (status.ok()) {
       const float* src = worker.output.data();
       for (const BatchSlice& s : batch.slices) {
@@ -172,7 +177,9 @@ void Batcher::Execute(Worker& worker) {
       }
     }
   }
-  const absl::Duration compute_time = absl::Now() - start;
+  const BatchTimes times{
+      gathered - start, computed - gathered,
+      batch.slices.size() == 1 ? absl::ZeroDuration() : absl::Now() - computed};
   batches_.fetch_add(1, std::memory_order_relaxed);
   rows_.fetch_add(static_cast<int64_t>(batch.rows), std::memory_order_relaxed);
   if (options_.observer != nullptr) {
@@ -180,7 +187,7 @@ void Batcher::Execute(Worker& worker) {
     for (const BatchSlice& s : batch.slices) {
       worker.queue_times.push_back(batch.formed - s.task->enqueued());
     }
-    options_.observer->OnBatch(batch.rows, compute_time, worker.queue_times);
+    options_.observer->OnBatch(batch.rows, times, worker.queue_times);
   }
   for (BatchSlice& s : batch.slices) s.task->FinishRows(s.rows, status);
   batch.Clear();

@@ -404,27 +404,43 @@ TEST(BatcherTest, RefusesMalformedTasksAndOptions) {
   EXPECT_EQ(refused.status().message(), "--max_batch_size must be >= 1; was 0");
 }
 
-TEST(BatcherTest, ObserverSeesEveryBatch) {
-  struct Counting : BatchObserver {
-    std::atomic<size_t> rows{0}, slices{0};
-    void OnBatch(size_t r, absl::Duration,
+TEST(BatcherTest, ObserverSeesEveryBatchAndItsPhases) {
+  struct Recording : BatchObserver {
+    std::mutex mu;
+    std::vector<size_t> rows, slices;
+    std::vector<BatchTimes> times;
+    void OnBatch(size_t r, const BatchTimes& t,
                  absl::Span<const absl::Duration> queue_times) override {
-      rows += r;
-      slices += queue_times.size();
+      std::lock_guard<std::mutex> lock(mu);
+      rows.push_back(r);
+      slices.push_back(queue_times.size());
+      times.push_back(t);
     }
   } observer;
   FakeExecutor::Shared shared;
   Batcher::Options options;
   options.observer = &observer;
   auto batcher = MakeBatcher(shared, 1, options);
-  Request a(5, 0), b(7, 100);
+  // A first batch of one task, then two tasks queued behind it: one batch.
+  Request first(5, 0), a(7, 100), b(3, 200);
+  OccupyTheInstance(*batcher, shared, first);
   ASSERT_TRUE(batcher->Submit(a.Task()).ok());
   ASSERT_TRUE(batcher->Submit(b.Task()).ok());
+  shared.gate.Notify();
   ASSERT_TRUE(a.Wait());
   ASSERT_TRUE(b.Wait());
   batcher->Stop();
-  EXPECT_EQ(observer.rows.load(), 12u);
-  EXPECT_EQ(observer.slices.load(), 2u);
+  std::lock_guard<std::mutex> lock(observer.mu);
+  EXPECT_EQ(observer.rows, (std::vector<size_t>{5, 10}));
+  EXPECT_EQ(observer.slices, (std::vector<size_t>{1, 2}));
+  ASSERT_EQ(observer.times.size(), 2u);
+  // One task's rows compute in place: nothing gathered or scattered.
+  EXPECT_EQ(observer.times[0].input, absl::ZeroDuration());
+  EXPECT_EQ(observer.times[0].output, absl::ZeroDuration());
+  EXPECT_GT(observer.times[0].infer, absl::ZeroDuration());
+  // (Two tasks are gathered and scattered, but a copy of 10 floats may take
+  // less than the clock's resolution: nothing to assert on those phases.)
+  EXPECT_GT(observer.times[1].infer, absl::ZeroDuration());
 }
 
 }  // namespace

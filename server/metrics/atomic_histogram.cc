@@ -34,6 +34,14 @@ void AtomicHistogram::Observe(int64_t value) {
   sum_.fetch_add(static_cast<uint64_t>(value), std::memory_order_relaxed);
 }
 
+uint64_t AtomicHistogram::count() const {
+  uint64_t total = 0;
+  for (size_t i = 0; i <= upper_bounds_.size(); ++i) {
+    total += counts_[i].load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
 prometheus::ClientMetric::Histogram AtomicHistogram::Snapshot() const {
   prometheus::ClientMetric::Histogram histogram;
   histogram.bucket.resize(upper_bounds_.size() + 1);

@@ -57,6 +57,11 @@ class AtomicHistogram {
   // increasing bound order, the last one +Inf; bounds and sum in base units.
   prometheus::ClientMetric::Histogram Snapshot() const;
 
+  // Observations so far, and their sum in the histogram's unit (exact,
+  // unlike Snapshot's sum in base units).
+  uint64_t count() const;
+  uint64_t sum() const { return sum_.load(std::memory_order_relaxed); }
+
   const std::vector<int64_t>& upper_bounds() const { return upper_bounds_; }
 
  private:

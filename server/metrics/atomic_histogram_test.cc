@@ -70,6 +70,9 @@ TEST(AtomicHistogramTest, ExportsInBaseUnits) {
   EXPECT_THAT(UpperBounds(s), ElementsAre(25e-6, 0.001, INFINITY));
   EXPECT_THAT(CumulativeCounts(s), ElementsAre(1, 1, 2));
   EXPECT_DOUBLE_EQ(s.sample_sum, 1.500025);
+  // The exact figures, in the histogram's own unit.
+  EXPECT_EQ(h.count(), 2u);
+  EXPECT_EQ(h.sum(), 1'500'025'000u);
 }
 
 TEST(AtomicHistogramTest, ConcurrentObservationsAreAllCounted) {

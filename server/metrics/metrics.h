@@ -3,22 +3,29 @@
 // Families (names and labels are an interface: dashboards and alerts use
 // them). Every rnn_* family has the labels `model` and `version` (the model's,
 // from Options) unless noted; durations are in seconds.
-//   rnn_requests_total{code}        counter   Finished ModelInfer calls by
-//                                             gRPC status name ("OK",
+//   rnn_requests_total{code}        counter   Finished requests (unary
+//                                             ModelInfer calls and requests on
+//                                             ModelStreamInfer streams alike)
+//                                             by gRPC status name ("OK",
 //                                             "UNAVAILABLE", ...); all 17
 //                                             canonical codes exist from
 //                                             start-up, at 0.
-//   rnn_request_duration_seconds    histogram A call's arrival to its response.
+//   rnn_request_duration_seconds    histogram A request's arrival to its
+//                                             response (see RequestFinished).
 //   rnn_queue_duration_seconds      histogram A request's wait in the batcher's
 //                                             queue, one per batch slice.
-//   rnn_compute_duration_seconds    histogram One batch in the model.
+//   rnn_compute_duration_seconds    histogram One batch: gathering its input,
+//                                             the model, scattering its output.
 //   rnn_batch_size                  histogram Rows per executed batch.
 //   rnn_sequences_total             counter   Rows inferred (the batch sizes'
 //                                             sum).
 //   rnn_queue_depth                 gauge     Rows waiting now.
-//   rnn_inflight_requests           gauge     Calls in the server now; no
-//                                             labels.
+//   rnn_inflight_requests           gauge     Requests in the server now,
+//                                             unary or streamed; no labels.
 //   rnn_model_ready                 gauge     1 if the model serves, else 0.
+//   rnn_last_inference_timestamp_seconds
+//                                   gauge     When the last batch finished
+//                                             (Unix time); 0 before the first.
 //   rnn_build_info{version,grpc,onednn}
 //                                   gauge     Always 1; labels only, and
 //                                             `version` is the server's.
@@ -45,6 +52,11 @@
 // recorded at all: they are read from sources the owner supplies, when
 // Prometheus scrapes.
 //
+// Triton's ModelStatistics (Statistics()) reads the same counters and
+// histograms: no figure is kept twice. What it adds is kept only here:
+// durations split by outcome (success/fail) and by batch phase
+// (BatchTimes), per batch size.
+//
 // Example (RnnServer, rnn_server.cc, wires it up the same way):
 //   Metrics::Options options;
 //   options.max_batch_size = 64;  // the batcher's max_batch_size
@@ -67,6 +79,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -111,19 +124,56 @@ class Metrics final : public BatchObserver {
   void SetModelReadySource(std::function<bool()> ready);
 
   // The request path; lock-free and allocation-free.
-  // A ModelInfer call arrived: rnn_inflight_requests +1.
+  // A request arrived (a ModelInfer call, or a request read from a stream):
+  // rnn_inflight_requests +1.
   void RequestStarted();
-  // The call finished with `code` after `duration` (arrival to response;
-  // negative counts as 0): rnn_inflight_requests -1, rnn_requests_total{code}
-  // +1, rnn_request_duration_seconds observes `duration`. Codes outside the
-  // 17 canonical ones count as UNKNOWN. Call once per RequestStarted.
+  // The request was answered with `code` after `duration` (arrival to
+  // response; negative counts as 0): rnn_inflight_requests -1,
+  // rnn_requests_total{code} +1, rnn_request_duration_seconds observes
+  // `duration`. Codes outside the 17 canonical ones count as UNKNOWN. Call
+  // once per RequestStarted.
   void RequestFinished(absl::StatusCode code, absl::Duration duration);
 
   // BatchObserver: rnn_batch_size observes `rows`, rnn_sequences_total +=
-  // rows, rnn_compute_duration_seconds observes `compute_time` and
-  // rnn_queue_duration_seconds each of `queue_times`.
-  void OnBatch(size_t rows, absl::Duration compute_time,
+  // rows, rnn_compute_duration_seconds observes times.total(),
+  // rnn_queue_duration_seconds each of `queue_times`, and the batch's phases
+  // are added to its size's and (once per slice) to the per-request
+  // statistics. `rows` above max_batch_size (which the batcher never forms)
+  // count under max_batch_size in the per-size statistics.
+  void OnBatch(size_t rows, const BatchTimes& times,
                absl::Span<const absl::Duration> queue_times) override;
+
+  // Triton's ModelStatistics figures for the model.
+  struct Statistics {
+    struct Duration {
+      uint64_t count = 0;
+      uint64_t ns = 0;
+    };
+    struct BatchSize {
+      uint64_t batch_size = 0;
+      // compute_infer.count is the number of batches of this size.
+      Duration compute_input, compute_infer, compute_output;
+    };
+    uint64_t inference_count = 0;  // rnn_sequences_total
+    uint64_t execution_count = 0;  // rnn_batch_size's count
+    // Milliseconds since the epoch; 0 before the first batch.
+    // (rnn_last_inference_timestamp_seconds)
+    int64_t last_inference_ms = 0;
+    // Requests answered OK (rnn_requests_total{code="OK"}) and otherwise;
+    // their durations add up to rnn_request_duration_seconds' sum.
+    Duration success, fail;
+    // One per executed slice of a request (a request above max_batch_size
+    // rows runs in several): count and sum of rnn_queue_duration_seconds.
+    Duration queue;
+    // Per slice, the phases of the batch it ran in.
+    Duration compute_input, compute_infer, compute_output;
+    // Batch sizes executed at least once, ascending; their phases add up to
+    // rnn_compute_duration_seconds' sum.
+    std::vector<BatchSize> batch_sizes;
+  };
+  // Read without stopping the recording: figures taken while requests are
+  // being answered may be a few events apart from each other.
+  Statistics GetStatistics() const;
 
   // Holds every family above, process_* included: serve it with
   // MetricsServer or serialize its Collect(). Callers may register more

@@ -65,6 +65,11 @@ std::string Requests(absl::string_view code) {
   return Series("rnn_requests_total", absl::StrCat("code=\"", code, "\""));
 }
 
+// A batch that spent `d` in the model, with nothing gathered or scattered.
+BatchTimes InModel(absl::Duration d) {
+  return {absl::ZeroDuration(), d, absl::ZeroDuration()};
+}
+
 Metrics::Options DefaultOptions() {
   Metrics::Options options;
   options.server_version = "0.1.0";
@@ -176,9 +181,9 @@ TEST(MetricsTest, BatchesFeedSizeComputeQueueAndSequences) {
   const std::vector<absl::Duration> two_waits = {absl::ZeroDuration(),
                                                  absl::Microseconds(50)};
   const std::vector<absl::Duration> many_waits(8, absl::Milliseconds(2));
-  metrics.OnBatch(1, absl::Microseconds(20), one_wait);
-  metrics.OnBatch(3, absl::Microseconds(60), two_waits);
-  metrics.OnBatch(64, absl::Microseconds(300), many_waits);
+  metrics.OnBatch(1, InModel(absl::Microseconds(20)), one_wait);
+  metrics.OnBatch(3, InModel(absl::Microseconds(60)), two_waits);
+  metrics.OnBatch(64, InModel(absl::Microseconds(300)), many_waits);
 
   Samples samples = Scrape(metrics);
   const std::string size = "rnn_batch_size";
@@ -213,7 +218,7 @@ TEST(MetricsTest, BatchSizeBucketsDoubleUpToMaxBatchSize) {
   Metrics::Options options = DefaultOptions();
   options.max_batch_size = 48;
   Metrics metrics(options);
-  metrics.OnBatch(48, absl::Microseconds(100), {});
+  metrics.OnBatch(48, InModel(absl::Microseconds(100)), {});
 
   Samples samples = Scrape(metrics);
   std::set<std::string> buckets;
@@ -293,7 +298,7 @@ TEST(MetricsTest, LabelsComeFromOptions) {
   options.model = "lstm";
   options.version = "7";
   Metrics metrics(options);
-  metrics.OnBatch(2, absl::Microseconds(30), {});
+  metrics.OnBatch(2, InModel(absl::Microseconds(30)), {});
   EXPECT_EQ(
       Scrape(metrics)["rnn_sequences_total{model=\"lstm\",version=\"7\"}"], 2);
 }
@@ -315,6 +320,7 @@ TEST(MetricsTest, RegistryHoldsExactlyTheDocumentedFamiliesWithHelp) {
                        "rnn_queue_depth",
                        "rnn_inflight_requests",
                        "rnn_model_ready",
+                       "rnn_last_inference_timestamp_seconds",
                        "rnn_build_info",
                        "process_cpu_seconds_total",
                        "process_open_fds",
@@ -335,7 +341,7 @@ TEST(MetricsTest, ConcurrentRecordingLosesNothing) {
     threads.emplace_back([&] {
       for (int i = 0; i < kCalls; ++i) {
         metrics.RequestStarted();
-        metrics.OnBatch(2, absl::Microseconds(40), waits);
+        metrics.OnBatch(2, InModel(absl::Microseconds(40)), waits);
         metrics.RequestFinished(absl::StatusCode::kOk, absl::Microseconds(80));
       }
     });
@@ -352,6 +358,58 @@ TEST(MetricsTest, ConcurrentRecordingLosesNothing) {
   EXPECT_EQ(samples[Series("rnn_batch_size_sum")], 2 * kTotal);
   EXPECT_EQ(samples[Series("rnn_sequences_total")], 2 * kTotal);
   EXPECT_EQ(samples["rnn_inflight_requests"], 0);
+}
+
+TEST(MetricsTest, StatisticsAreTritonsViewOfTheSameRecording) {
+  Metrics metrics(DefaultOptions());
+  EXPECT_EQ(metrics.GetStatistics().last_inference_ms, 0);
+  for (int i = 0; i < 3; ++i) metrics.RequestStarted();
+  metrics.RequestFinished(absl::StatusCode::kOk, absl::Microseconds(100));
+  metrics.RequestFinished(absl::StatusCode::kOk, absl::Microseconds(300));
+  metrics.RequestFinished(absl::StatusCode::kUnavailable,
+                          absl::Microseconds(7));
+  const absl::Time before = absl::Now();
+  // Two slices in a batch of 5: each slice is charged the batch's phases.
+  metrics.OnBatch(
+      5, {absl::Nanoseconds(10), absl::Nanoseconds(200), absl::Nanoseconds(30)},
+      {absl::Microseconds(4), absl::Microseconds(6)});
+  metrics.OnBatch(1, InModel(absl::Nanoseconds(50)), {absl::Microseconds(1)});
+  metrics.OnBatch(5, InModel(absl::Nanoseconds(150)), {absl::Microseconds(2)});
+
+  const Metrics::Statistics stats = metrics.GetStatistics();
+  EXPECT_EQ(stats.inference_count, 11u);
+  EXPECT_EQ(stats.execution_count, 3u);
+  EXPECT_GE(stats.last_inference_ms, absl::ToUnixMillis(before));
+  EXPECT_LE(stats.last_inference_ms, absl::ToUnixMillis(absl::Now()));
+  EXPECT_EQ(stats.success.count, 2u);
+  EXPECT_EQ(stats.success.ns, 400'000u);
+  EXPECT_EQ(stats.fail.count, 1u);
+  EXPECT_EQ(stats.fail.ns, 7'000u);
+  EXPECT_EQ(stats.queue.count, 4u);
+  EXPECT_EQ(stats.queue.ns, 13'000u);
+  EXPECT_EQ(stats.compute_input.count, 4u);
+  EXPECT_EQ(stats.compute_input.ns, 2u * 10);
+  EXPECT_EQ(stats.compute_infer.ns, 2u * 200 + 50 + 150);
+  EXPECT_EQ(stats.compute_output.ns, 2u * 30);
+  ASSERT_EQ(stats.batch_sizes.size(), 2u);
+  EXPECT_EQ(stats.batch_sizes[0].batch_size, 1u);
+  EXPECT_EQ(stats.batch_sizes[0].compute_infer.count, 1u);
+  EXPECT_EQ(stats.batch_sizes[0].compute_infer.ns, 50u);
+  EXPECT_EQ(stats.batch_sizes[1].batch_size, 5u);
+  EXPECT_EQ(stats.batch_sizes[1].compute_input.count, 2u);
+  EXPECT_EQ(stats.batch_sizes[1].compute_input.ns, 10u);
+  EXPECT_EQ(stats.batch_sizes[1].compute_infer.ns, 350u);
+  EXPECT_EQ(stats.batch_sizes[1].compute_output.ns, 30u);
+
+  // The same figures as /metrics exports.
+  Samples samples = Scrape(metrics);
+  EXPECT_EQ(samples[Series("rnn_sequences_total")], 11);
+  EXPECT_EQ(samples[Series("rnn_batch_size_count")], 3);
+  EXPECT_EQ(samples[Requests("OK")], 2);
+  EXPECT_DOUBLE_EQ(samples[Series("rnn_request_duration_seconds_sum")], 407e-6);
+  EXPECT_DOUBLE_EQ(samples[Series("rnn_compute_duration_seconds_sum")], 440e-9);
+  EXPECT_DOUBLE_EQ(samples[Series("rnn_last_inference_timestamp_seconds")],
+                   stats.last_inference_ms / 1000.0);
 }
 
 }  // namespace
