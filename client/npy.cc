@@ -131,7 +131,14 @@ absl::StatusOr<NpyArray> ParseNpy(const std::string& bytes,
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::string bytes;
+  try {
+    // libstdc++ throws from the stream buffer on a read error (a directory).
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  } catch (const std::ios_base::failure&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
+  }
   return ParseNpy(bytes, path);
 }
 

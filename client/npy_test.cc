@@ -91,5 +91,11 @@ TEST(NpyTest, RefusesWhatItCannotRead) {
   }
 }
 
+TEST(NpyTest, ReadingADirectoryIsAnErrorNotACrash) {
+  const absl::StatusOr<NpyArray> array = ReadNpy("/tmp");
+  EXPECT_EQ(array.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(array.status().message(), HasSubstr("Is a directory"));
+}
+
 }  // namespace
 }  // namespace rnn

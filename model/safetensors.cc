@@ -126,8 +126,16 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
     return absl::NotFoundError(
         absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
-  std::string bytes((std::istreambuf_iterator<char>(in)),
-                    std::istreambuf_iterator<char>());
+  std::string bytes;
+  try {
+    // libstdc++ reports a read error (a directory, EIO) by throwing from
+    // the stream buffer, whatever the stream's exception mask.
+    bytes.assign(std::istreambuf_iterator<char>(in),
+                 std::istreambuf_iterator<char>());
+  } catch (const std::ios_base::failure&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
+  }
   if (in.bad()) {
     return absl::DataLossError(absl::StrCat(path, ": read failed"));
   }

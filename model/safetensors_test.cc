@@ -73,6 +73,14 @@ TEST(SafetensorsTest, ReadOfMissingFileIsNotFound) {
   EXPECT_THAT(file.status().message(), HasSubstr("/nonexistent/model"));
 }
 
+TEST(SafetensorsTest, ReadOfADirectoryIsAnErrorNotACrash) {
+  // libstdc++ throws from the stream buffer when the "file" is a directory.
+  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Read("/tmp");
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file.status().message(), HasSubstr("/tmp: cannot read"));
+  EXPECT_THAT(file.status().message(), HasSubstr("Is a directory"));
+}
+
 TEST(SafetensorsTest, RefusesFileShorterThanHeaderLength) {
   ExpectRefused("", "truncated");
   ExpectRefused("\x10\x00\x00", "truncated");
