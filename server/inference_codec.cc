@@ -17,8 +17,17 @@ std::string ExpectedShape(const ModelSignature& s) {
   return absl::StrCat("[-1, ", s.sequence_length, ", ", s.input_size, "]");
 }
 
+// The shape as given, its first dimensions only when it has many (a client
+// may send thousands).
 std::string ShapeOf(const InputTensor& input) {
-  return absl::StrCat("[", absl::StrJoin(input.shape(), ", "), "]");
+  constexpr int kShown = 8;
+  if (input.shape_size() <= kShown) {
+    return absl::StrCat("[", absl::StrJoin(input.shape(), ", "), "]");
+  }
+  return absl::StrCat("[",
+                      absl::StrJoin(input.shape().begin(),
+                                    input.shape().begin() + kShown, ", "),
+                      ", ... (", input.shape_size(), " dimensions)]");
 }
 
 // Whether any typed field other than fp32_contents holds values.
@@ -53,8 +62,8 @@ absl::StatusOr<const InputTensor*> TheInput(const ModelSignature& signature,
   }
   const InputTensor& input = request.inputs(0);
   if (input.name() != signature.input_name) {
-    return Invalid(absl::StrCat("unknown input '", input.name(), "'; model '",
-                                signature.name, "' expects '",
+    return Invalid(absl::StrCat("unknown input ", QuoteForError(input.name()),
+                                "; model '", signature.name, "' expects '",
                                 signature.input_name, "'"));
   }
   return &input;
@@ -65,8 +74,9 @@ absl::StatusOr<const InputTensor*> TheInput(const ModelSignature& signature,
 absl::StatusOr<size_t> RowCount(const ModelSignature& signature,
                                 const InputTensor& input) {
   if (input.datatype() != "FP32") {
-    return Invalid(absl::StrCat("input '", input.name(), "' has datatype '",
-                                input.datatype(), "'; expected FP32"));
+    return Invalid(absl::StrCat("input '", input.name(), "' has datatype ",
+                                QuoteForError(input.datatype()),
+                                "; expected FP32"));
   }
   if (input.shape_size() != 3 || input.shape(1) != signature.sequence_length ||
       input.shape(2) != signature.input_size) {
@@ -174,9 +184,10 @@ absl::Status CheckRequestedOutputs(const ModelSignature& signature,
   for (int i = 0; i < request.outputs_size(); ++i) {
     const std::string& name = request.outputs(i).name();
     if (name != signature.output_name) {
-      return Invalid(absl::StrCat(
-          "unknown output '", name, "' in outputs[", i, "]; model '",
-          signature.name, "' has one output, '", signature.output_name, "'"));
+      return Invalid(absl::StrCat("unknown output ", QuoteForError(name),
+                                  " in outputs[", i, "]; model '",
+                                  signature.name, "' has one output, '",
+                                  signature.output_name, "'"));
     }
     if (i > 0) {
       return Invalid(
@@ -188,17 +199,32 @@ absl::Status CheckRequestedOutputs(const ModelSignature& signature,
 
 }  // namespace
 
+std::string QuoteForError(absl::string_view user_text) {
+  if (user_text.size() <= kMaxEchoedBytes) {
+    return absl::StrCat("'", user_text, "'");
+  }
+  // Cut before a UTF-8 continuation byte (10xxxxxx) never splits a
+  // character.
+  size_t cut = kMaxEchoedBytes;
+  while (cut > 0 &&
+         (static_cast<unsigned char>(user_text[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  return absl::StrCat("'", user_text.substr(0, cut), "...' (", user_text.size(),
+                      " bytes)");
+}
+
 absl::Status CheckModel(const ModelSignature& signature,
                         const std::string& name, const std::string& version) {
   if (name != signature.name) {
-    return absl::NotFoundError(absl::StrCat("unknown model '", name,
-                                            "'; this server serves '",
-                                            signature.name, "'"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown model ", QuoteForError(name),
+                     "; this server serves '", signature.name, "'"));
   }
   if (!version.empty() && version != signature.version) {
     return absl::NotFoundError(
-        absl::StrCat("unknown version '", version, "' of model '", name,
-                     "'; available: '", signature.version, "'"));
+        absl::StrCat("unknown version ", QuoteForError(version), " of model '",
+                     name, "'; available: '", signature.version, "'"));
   }
   return absl::OkStatus();
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "proto/grpc_predict_v2.pb.h"
@@ -55,6 +56,17 @@ struct DecodedRequest {
   absl::Duration queue_timeout = absl::InfiniteDuration();
   std::vector<float> aligned_copy;
 };
+
+// Bytes of a client's string that error messages repeat. Error messages
+// travel in the grpc-message header, which clients cap (8 KiB by default): a
+// message echoing a whole 1 MB model name would reach the client as
+// RESOURCE_EXHAUSTED instead of the error it is.
+inline constexpr size_t kMaxEchoedBytes = 64;
+
+// `user_text` in single quotes for an error message; cut to kMaxEchoedBytes
+// (at a UTF-8 character boundary) with its full length noted when longer:
+// 'aaaa...' (1048576 bytes).
+std::string QuoteForError(absl::string_view user_text);
 
 // Checks that `name`/`version` name the served model: NOT_FOUND otherwise.
 absl::Status CheckModel(const ModelSignature& signature,

@@ -73,7 +73,22 @@ TEST(InferenceCodecTest, RefusesEveryBadRequest) {
     const absl::Status status = DecodeRequest(sig, bad.request, decoded);
     EXPECT_EQ(status.code(), bad.code) << bad.name << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr(bad.message_part)) << bad.name;
+    // Short enough for any client's limit on the grpc-message header.
+    EXPECT_LE(status.message().size(), 512u) << bad.name;
   }
+}
+
+TEST(InferenceCodecTest, QuotesClientTextCutAtACharacterBoundary) {
+  EXPECT_EQ(QuoteForError("lstm"), "'lstm'");
+  EXPECT_EQ(QuoteForError(std::string(kMaxEchoedBytes, 'a')),
+            "'" + std::string(kMaxEchoedBytes, 'a') + "'");
+  // 'é' is two bytes: 64 bytes hold 32 of them; with one leading 'a', the
+  // 64th byte would split one, so the cut keeps 31.
+  std::string text = "a";
+  for (int i = 0; i < 100; ++i) text += "\xC3\xA9";
+  std::string expected = "'a";
+  for (int i = 0; i < 31; ++i) expected += "\xC3\xA9";
+  EXPECT_EQ(QuoteForError(text), expected + "...' (201 bytes)");
 }
 
 TEST(InferenceCodecTest, PreparesAResponseForTheRows) {

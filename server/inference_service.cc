@@ -265,9 +265,10 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     inference::RepositoryIndexResponse* response) {
   if (!request->repository_name().empty()) {
     return FinishNow(
-        context, absl::NotFoundError(absl::StrCat(
-                     "no repository '", request->repository_name(),
-                     "': rnn-server has one, unnamed (give an empty name)")));
+        context,
+        absl::NotFoundError(absl::StrCat(
+            "no repository ", QuoteForError(request->repository_name()),
+            ": rnn-server has one, unnamed (give an empty name)")));
   }
   const bool ready = state_->serving();
   if (ready || !request->ready()) {

@@ -118,6 +118,20 @@ std::vector<BadRequest> BadRequests(const ModelSignature& s) {
   r = good();
   (*r.mutable_parameters())["timeout"].set_string_param("soon");
   add("timeout not an int64", r, Code::kInvalidArgument, "parameter 'timeout'");
+  // Client strings are echoed cut short: a whole 1 MB name would not fit
+  // the client's limit on the error header.
+  r = good();
+  std::string long_name;
+  for (int i = 0; i < (1 << 19); ++i) long_name += "\xC3\xA9";  // 'é', 1 MB
+  r.set_model_name(long_name);
+  add("1 MB model name", r, Code::kNotFound, "...' (1048576 bytes)");
+  r = good();
+  r.mutable_inputs(0)->set_name(std::string(100'000, 'x'));
+  add("100 kB input name", r, Code::kInvalidArgument, "(100000 bytes)");
+  r = good();
+  r.mutable_inputs(0)->clear_shape();
+  for (int i = 0; i < 10'000; ++i) r.mutable_inputs(0)->add_shape(1);
+  add("10000 dimensions", r, Code::kInvalidArgument, "(10000 dimensions)");
   return cases;
 }
 
