@@ -20,6 +20,8 @@ class InferReactor final : public grpc::ServerUnaryReactor {
     if (metrics_ != nullptr) metrics_->RequestStarted();
   }
 
+  absl::Time start() const { return start_; }
+
   void FinishWith(const absl::Status& status) {
     if (metrics_ != nullptr) {
       metrics_->RequestFinished(status.code(), absl::Now() - start_);
@@ -141,6 +143,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
   auto* reactor = new InferReactor(batcher_, metrics_);
+  last_arrival_ns_.store(absl::ToUnixNanos(reactor->start()),
+                         std::memory_order_relaxed);
   if (!state_->serving()) {
     reactor->FinishWith(absl::UnavailableError(absl::StrCat(
         "model '", signature_.name, "' is not ready (server ",
@@ -165,6 +169,17 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     reactor->FinishWith(s);
   }
   return reactor;
+}
+
+void InferenceService::AwaitQuiet(absl::Duration quiet, absl::Time deadline) {
+  // Polled: this runs once per process, and waking a waiter from every
+  // call's arrival would cost the request path.
+  for (absl::Time now = absl::Now(); now < deadline; now = absl::Now()) {
+    const absl::Time last =
+        absl::FromUnixNanos(last_arrival_ns_.load(std::memory_order_relaxed));
+    if (now - last >= quiet) return;
+    absl::SleepFor(std::min(quiet - (now - last), deadline - now));
+  }
 }
 
 grpc::ServerBidiReactor<inference::ModelInferRequest,

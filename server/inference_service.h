@@ -18,6 +18,8 @@
 #ifndef RNN_SERVER_INFERENCE_SERVICE_H_
 #define RNN_SERVER_INFERENCE_SERVICE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -56,6 +58,13 @@ class InferenceService final
   // (StreamRegistry::Drain). Call before the gRPC server's Shutdown, which
   // waits for calls to end.
   void DrainStreams() { streams_.Drain(); }
+
+  // Returns once no ModelInfer call has arrived for `quiet`, or at
+  // `deadline`. Meant for a drain: while it waits, calls still in transit
+  // reach the service and are answered (UNAVAILABLE once the state is no
+  // longer serving), where gRPC's server Shutdown would cancel the calls
+  // that reach it after it started.
+  void AwaitQuiet(absl::Duration quiet, absl::Time deadline);
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -151,6 +160,8 @@ class InferenceService final
   const ServingState* const state_;
   Metrics* const metrics_;
   StreamRegistry streams_;
+  // When the last ModelInfer call arrived, in Unix nanoseconds.
+  std::atomic<int64_t> last_arrival_ns_{0};
 };
 
 }  // namespace rnn

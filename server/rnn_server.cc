@@ -1,5 +1,6 @@
 #include "server/rnn_server.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -15,6 +16,12 @@
 
 namespace rnn {
 namespace {
+
+// A drain's wait for calls in transit (RnnServer::Shutdown): done after this
+// long without an arrival, or after kMaxDrainLinger at most. On loopback and
+// within a cluster, a call in transit arrives within a few milliseconds.
+constexpr absl::Duration kDrainQuiet = absl::Milliseconds(50);
+constexpr absl::Duration kMaxDrainLinger = absl::Seconds(1);
 
 // A model instance as the batcher sees it.
 class ModelExecutor final : public BatchExecutor {
@@ -221,10 +228,19 @@ void RnnServer::Shutdown(absl::Duration grace) {
   // Calls in flight need the batcher to finish, so it stops last. Either
   // may be missing when Start failed part way.
   if (server_ != nullptr) {
+    const absl::Time deadline = absl::Now() + grace;
     // Streams would otherwise stay open until the grace ran out and then be
     // cancelled with their answers unsent.
     service_->DrainStreams();
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    // Calls clients sent just before the drain may still be in transit, and
+    // gRPC's Shutdown cancels the calls that reach it after it started
+    // (CANCELLED, though their clients cancelled nothing). Until arrivals
+    // pause, the service answers them itself: UNAVAILABLE, which clients
+    // retry elsewhere. Under steady load arrivals do not pause; then this
+    // lasts kMaxDrainLinger.
+    service_->AwaitQuiet(kDrainQuiet,
+                         std::min(deadline, absl::Now() + kMaxDrainLinger));
+    server_->Shutdown(absl::ToChronoTime(deadline));
   }
   if (batcher_ != nullptr) batcher_->Stop();
   shut_down_ = true;
