@@ -1,6 +1,7 @@
 #include "server/metrics/metrics_server.h"
 
 #include <exception>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,7 +21,16 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   // CivetException); this is the edge where that becomes a Status.
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(bind_address);
+    // civetweb's defaults (prometheus-cpp asks for 2 workers, no request
+    // timeout) let two clients that open a request and never finish it hold
+    // every worker, and Prometheus's scrapes then wait forever. A worker per
+    // connection up to kWorkers, and a request not complete within
+    // kRequestTimeoutMs dropped: a scrape of this endpoint takes
+    // milliseconds.
+    exposer = std::make_unique<prometheus::Exposer>(
+        std::vector<std::string>{"listening_ports", bind_address, "num_threads",
+                                 std::to_string(kWorkers), "request_timeout_ms",
+                                 std::to_string(kRequestTimeoutMs)});
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", bind_address, ": ", e.what()));

@@ -3,8 +3,12 @@
 //
 // Separate from the gRPC port so that scrapes never queue behind inference
 // and the endpoint can be firewalled apart. prometheus-cpp's Exposer
-// (civetweb) runs the HTTP server on its own two threads; a scrape calls the
-// registry's Collect on one of them.
+// (civetweb) runs the HTTP server on its own threads: a listener and
+// kWorkers workers, one per open connection; a scrape calls the registry's
+// Collect on one of them. A request not received whole within
+// kRequestTimeoutMs is dropped, so slow or stalled clients (slowloris) hold
+// a worker for at most that long, and take the endpoint down only when they
+// are more than kWorkers at once.
 //
 // Example:
 //   auto registry = std::make_shared<prometheus::Registry>();  // or Metrics'
@@ -32,6 +36,9 @@ namespace rnn {
 
 class MetricsServer {
  public:
+  static constexpr int kWorkers = 16;
+  static constexpr int kRequestTimeoutMs = 2000;
+
   // Listens on `bind_address`, "host:port" (port 0 picks a free port; see
   // port()), and serves `registry`, which the server keeps alive. Returns
   // UNAVAILABLE naming the address if it cannot listen there (port taken,

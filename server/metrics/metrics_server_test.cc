@@ -1,7 +1,10 @@
 #include "server/metrics/metrics_server.h"
 
+#include <unistd.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,6 +38,36 @@ TEST(MetricsServerTest, ServesTheRegistryAtMetrics) {
               HasSubstr("rnn_requests_total{model=\"rnn\",version=\"1\","
                         "code=\"OK\"} 1\n"));
   EXPECT_THAT(*response, HasSubstr("\nprocess_resident_memory_bytes "));
+}
+
+TEST(MetricsServerTest, SlowClientsDoNotStarveScrapes) {
+  Metrics metrics(Metrics::Options{});
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start("127.0.0.1:0", metrics.registry());
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  // Fewer stalled requests than workers: scrapes go on beside them.
+  std::vector<int> slow;
+  for (int i = 0; i < MetricsServer::kWorkers / 2; ++i) {
+    slow.push_back(rnn::testing::OpenSlowRequest(port));
+    ASSERT_GE(slow.back(), 0);
+  }
+  for (int i = 0; i < 7; ++i) {
+    absl::StatusOr<std::string> response =
+        HttpGet(port, "/metrics", absl::Seconds(1));
+    ASSERT_TRUE(response.ok()) << "scrape " << i << ": " << response.status();
+    EXPECT_THAT(*response, StartsWith("HTTP/1.1 200 OK\r\n"));
+  }
+  // More stalled requests than workers: the timeout frees the workers, and
+  // a scrape gets through within it.
+  for (int i = 0; i < MetricsServer::kWorkers; ++i) {
+    slow.push_back(rnn::testing::OpenSlowRequest(port));
+  }
+  absl::StatusOr<std::string> response = HttpGet(
+      port, "/metrics",
+      absl::Milliseconds(MetricsServer::kRequestTimeoutMs) + absl::Seconds(2));
+  EXPECT_TRUE(response.ok()) << response.status();
+  for (int fd : slow) close(fd);
 }
 
 TEST(MetricsServerTest, TakenPortIsUnavailableNamingTheAddress) {
