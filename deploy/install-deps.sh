@@ -36,10 +36,11 @@ BUILD="
 "
 # The tests' own tools: Python's numpy/h5py/grpc for the oracles and
 # generic client, h2load, a real Prometheus, Chromium for the report
-# screenshot, clang for the thread-safety analysis (make thread-safety).
+# screenshot, clang for the thread-safety analysis (make thread-safety),
+# openssl for the TLS tests' throwaway certificates.
 TEST="
   python3-numpy python3-h5py python3-grpcio python3-grpc-tools
-  nghttp2-client prometheus chromium clang
+  nghttp2-client prometheus chromium clang openssl
 "
 
 case "${1:-}" in

@@ -1,16 +1,23 @@
 #include "server/rnn_server.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server_builder.h"
 #include "model/rnn_model.h"
 
@@ -90,6 +97,82 @@ void ConfigureConnections(const ServerOptions& options,
   }
 }
 
+// The contents of the file at `path` (small files: certificates).
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  try {
+    // libstdc++ throws from the stream buffer on a read error (a directory).
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  } catch (const std::ios_base::failure&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
+  }
+}
+
+// Whether `path` is a readable file holding PEM `what` ("CERTIFICATE",
+// "PRIVATE KEY"): gRPC reads the files only at the first handshake and then
+// merely logs a failure, so a wrong path would otherwise show up as clients
+// failing to connect.
+absl::Status CheckPemFile(const std::string& flag, const std::string& path,
+                          const std::string& what) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", text.status().message()));
+  }
+  // "-----BEGIN PRIVATE KEY", "-----BEGIN RSA PRIVATE KEY", ...
+  if (!absl::StrContains(*text, "-----BEGIN ") ||
+      !absl::StrContains(*text, what)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, " holds no PEM ", what));
+  }
+  return absl::OkStatus();
+}
+
+// The gRPC port's credentials: plaintext, TLS, or mutual TLS.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  if (absl::Status s =
+          CheckPemFile("--tls_cert_file", options.tls_cert_file, "CERTIFICATE");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckPemFile("--tls_key_file", options.tls_key_file, "PRIVATE KEY");
+      !s.ok()) {
+    return s;
+  }
+  const bool mutual = !options.tls_client_ca_file.empty();
+  if (mutual) {
+    if (absl::Status s = CheckPemFile(
+            "--tls_client_ca_file", options.tls_client_ca_file, "CERTIFICATE");
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto provider =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          options.tls_key_file, options.tls_cert_file,
+          options.tls_client_ca_file,
+          static_cast<unsigned int>(
+              absl::ToInt64Seconds(options.tls_reload_interval)));
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_identity_key_cert_pairs();
+  if (mutual) {
+    tls.watch_root_certs();
+    tls.set_cert_request_type(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    tls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
+}
+
 }  // namespace
 
 absl::Status ServerOptions::Validate() const {
@@ -122,6 +205,22 @@ absl::Status ServerOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_connection_age_s must be in [0, 86400]; was ",
                      absl::ToInt64Seconds(max_connection_age)));
+  }
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert_file and --tls_key_file go together: give both or "
+        "neither");
+  }
+  if (!tls_client_ca_file.empty() && tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_client_ca_file needs --tls_cert_file and --tls_key_file: "
+        "client certificates are checked only over TLS");
+  }
+  if (tls_reload_interval < absl::Seconds(1) ||
+      tls_reload_interval > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_reload_interval_s must be in [1, 86400]; was ",
+                     absl::ToInt64Seconds(tls_reload_interval)));
   }
   if (absl::Status s = ModelOptions(*this).Validate(); !s.ok()) return s;
   return batching.queue.Validate();
@@ -174,7 +273,9 @@ absl::Status RnnServer::StartMetrics(const ServerOptions& options) {
   const ServingState* state = &state_;
   metrics_->SetModelReadySource([state] { return state->serving(); });
   absl::StatusOr<std::unique_ptr<MetricsServer>> exposer = MetricsServer::Start(
-      absl::StrCat(options.host, ":", options.metrics_port),
+      absl::StrCat(
+          options.metrics_host.empty() ? options.host : options.metrics_host,
+          ":", options.metrics_port),
       metrics_->registry());
   if (!exposer.ok()) return exposer.status();
   metrics_server_ = *std::move(exposer);
@@ -203,11 +304,13 @@ absl::Status RnnServer::StartBatcher(
 absl::Status RnnServer::StartGrpc(const ServerOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      GrpcCredentials(options);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
   const std::string address =
       absl::StrCat(options.host, ":", options.grpc_port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &grpc_port_);
+  builder.AddListeningPort(address, *credentials, &grpc_port_);
   ConfigureConnections(options, builder);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();

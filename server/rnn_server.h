@@ -72,6 +72,19 @@ struct ServerOptions {
   // instance busy, while a client that never reads its answers pins at most
   // 128 requests.
   int max_inflight_per_stream = 128;
+  // TLS for the gRPC port: PEM files of the server's certificate chain and
+  // private key, both or neither. Empty: plaintext.
+  std::string tls_cert_file, tls_key_file;
+  // When set (needs the two above): PEM bundle of the CAs whose client
+  // certificates are accepted; clients without one are refused (mutual TLS).
+  std::string tls_client_ca_file;
+  // How often the three files are read again, so that renewed certificates
+  // take effect without a restart (new connections get them; open ones keep
+  // theirs).
+  absl::Duration tls_reload_interval = absl::Seconds(60);
+  // Address of the metrics endpoint; empty: `host`. Lets /metrics listen on
+  // an internal interface while gRPC listens on all.
+  std::string metrics_host;
 
   // OK, or INVALID_ARGUMENT naming the first bad option by its rnn-server
   // flag, in the flag's unit, with the value given: "--instances must be >=

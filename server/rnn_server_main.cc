@@ -58,6 +58,17 @@ ABSL_FLAG(int, max_connection_age_s, 0,
 ABSL_FLAG(int, max_inflight_per_stream, 128,
           "Requests a ModelStreamInfer stream may hold unanswered; beyond it "
           "the server stops reading that stream until answers are written");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: serve gRPC over TLS (with --tls_key_file)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle: also require client certificates signed by one of "
+          "these CAs (mutual TLS)");
+ABSL_FLAG(int, tls_reload_interval_s, 60,
+          "Re-read the TLS files this often (seconds), so renewed "
+          "certificates apply to new connections without a restart");
+ABSL_FLAG(std::string, metrics_host, "",
+          "Address of the metrics endpoint; empty: the same as --host");
 ABSL_FLAG(int, shutdown_timeout_s, 10,
           "On SIGTERM/SIGINT, how long calls in flight may take to finish "
           "(seconds)");
@@ -87,6 +98,12 @@ rnn::ServerOptions OptionsFromFlags() {
   o.max_connection_age =
       absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_s));
   o.max_inflight_per_stream = absl::GetFlag(FLAGS_max_inflight_per_stream);
+  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  o.tls_reload_interval =
+      absl::Seconds(absl::GetFlag(FLAGS_tls_reload_interval_s));
+  o.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   return o;
 }
 
@@ -136,7 +153,7 @@ int main(int argc, char** argv) {
   std::printf(
       "rnn-server %s: model '%s' version %s from %s (T=%lld C=%lld O=%lld), "
       "%d instance(s), max batch %d, queue delay %lld us, queue %lld\n"
-      "listening on %s:%d (gRPC, health, reflection)\n",
+      "listening on %s:%d (gRPC%s, health, reflection)\n",
       PROJECT_VERSION, sig.name.c_str(), sig.version.c_str(),
       options.model_path.c_str(), static_cast<long long>(sig.sequence_length),
       static_cast<long long>(sig.input_size),
@@ -145,10 +162,16 @@ int main(int argc, char** argv) {
       static_cast<long long>(
           absl::ToInt64Microseconds(batching.max_queue_delay)),
       static_cast<long long>(batching.max_queue_size), options.host.c_str(),
-      (*server)->grpc_port());
+      (*server)->grpc_port(),
+      options.tls_cert_file.empty()        ? ""
+      : options.tls_client_ca_file.empty() ? " over TLS"
+                                           : " over mutual TLS");
   if ((*server)->metrics_port() >= 0) {
-    std::printf("metrics on http://%s:%d/metrics\n", options.host.c_str(),
-                (*server)->metrics_port());
+    std::printf(
+        "metrics on http://%s:%d/metrics\n",
+        (options.metrics_host.empty() ? options.host : options.metrics_host)
+            .c_str(),
+        (*server)->metrics_port());
   }
   std::fflush(stdout);
 
