@@ -37,9 +37,10 @@ BUILD="
 # The tests' own tools: Python's numpy/h5py/grpc for the oracles and
 # generic client, h2load, a real Prometheus, Chromium for the report
 # screenshot, clang for the thread-safety analysis (make thread-safety),
-# openssl for the TLS tests' throwaway certificates.
+# openssl for the TLS tests' throwaway certificates, python3-h2 for the
+# hostile HTTP/2 clients.
 TEST="
-  python3-numpy python3-h5py python3-grpcio python3-grpc-tools
+  python3-numpy python3-h5py python3-grpcio python3-grpc-tools python3-h2
   nghttp2-client prometheus chromium clang openssl
 "
 

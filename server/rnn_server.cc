@@ -15,6 +15,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
@@ -84,6 +85,11 @@ absl::StatusOr<std::vector<std::unique_ptr<BatchExecutor>>> CreateInstances(
 void ConfigureConnections(const ServerOptions& options,
                           grpc::ServerBuilder& builder) {
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams);
+  grpc::ResourceQuota quota("rnn-server-transport");
+  quota.Resize(static_cast<size_t>(options.transport_memory_bytes));
+  builder.SetResourceQuota(quota);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind the
   // same port and silently take half the traffic; a busy port is an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -192,6 +198,15 @@ absl::Status ServerOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_inflight_per_stream must be >= 1; was ",
                      max_inflight_per_stream));
+  }
+  if (max_concurrent_streams < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_concurrent_streams must be >= 1; was ", max_concurrent_streams));
+  }
+  if (transport_memory_bytes < (int64_t{16} << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transport_memory_mb must be >= 16; was ",
+                     transport_memory_bytes >> 20));
   }
   if (max_receive_message_bytes < 1) {
     return absl::InvalidArgumentError(

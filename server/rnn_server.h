@@ -72,6 +72,16 @@ struct ServerOptions {
   // instance busy, while a client that never reads its answers pins at most
   // 128 requests.
   int max_inflight_per_stream = 128;
+  // HTTP/2 streams (calls) a client connection may have open at once
+  // (SETTINGS_MAX_CONCURRENT_STREAMS); gRPC clients queue calls beyond it.
+  // Default 100, the least RFC 9113 recommends: enough for any client's
+  // pipelining, and a bound on what one connection can make the server hold.
+  int max_concurrent_streams = 100;
+  // Memory gRPC's transport may take for connections, streams and their
+  // buffers (a grpc::ResourceQuota); under pressure it shrinks windows and
+  // buffers and refuses new streams. Default 128 MiB: with the model (~45
+  // MiB resident) a server stays under 256 MiB, a common pod limit.
+  int64_t transport_memory_bytes = int64_t{128} << 20;
   // TLS for the gRPC port: PEM files of the server's certificate chain and
   // private key, both or neither. Empty: plaintext.
   std::string tls_cert_file, tls_key_file;

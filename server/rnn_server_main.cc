@@ -58,6 +58,12 @@ ABSL_FLAG(int, max_connection_age_s, 0,
 ABSL_FLAG(int, max_inflight_per_stream, 128,
           "Requests a ModelStreamInfer stream may hold unanswered; beyond it "
           "the server stops reading that stream until answers are written");
+ABSL_FLAG(int, max_concurrent_streams, 100,
+          "Calls a client connection may have open at once "
+          "(HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)");
+ABSL_FLAG(int, transport_memory_mb, 128,
+          "Memory gRPC's transport may use for connections and their "
+          "buffers (MiB); under pressure it refuses new streams");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain: serve gRPC over TLS (with --tls_key_file)");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
@@ -98,6 +104,9 @@ rnn::ServerOptions OptionsFromFlags() {
   o.max_connection_age =
       absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_s));
   o.max_inflight_per_stream = absl::GetFlag(FLAGS_max_inflight_per_stream);
+  o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  o.transport_memory_bytes = int64_t{absl::GetFlag(FLAGS_transport_memory_mb)}
+                             << 20;
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);

@@ -1,0 +1,152 @@
+"""Hostile HTTP/2 clients against a real rnn-server, on loopback.
+
+Clients written with python3-h2 (an HTTP/2 protocol library, not a gRPC
+client) that break the rules a gRPC client keeps: opening more streams than
+the server allows, holding streams open without finishing their messages.
+Each test asserts the bound the server keeps and that good clients are still
+served; docs/security.md lists what is covered and what is not.
+
+Usage (ctest runs it):
+    /usr/bin/python3 tests/hostile_test.py BUILD/server/rnn-server model/rnn.safetensors
+"""
+
+import os
+import socket
+import sys
+import time
+import unittest
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from testlib import infer_request, start_server  # noqa: E402
+
+SERVER, WEIGHTS = sys.argv[1], sys.argv[2]
+INFER_HEADERS = [
+    (":method", "POST"), (":scheme", "http"),
+    (":path", "/inference.GRPCInferenceService/ModelInfer"),
+    (":authority", "127.0.0.1"), ("content-type", "application/grpc"),
+    ("te", "trailers"),
+]
+# A gRPC message prefix announcing a 4096-byte message, of which a held
+# stream sends only the first 16 bytes.
+PARTIAL_MESSAGE = b"\x00\x00\x00\x10\x00" + b"x" * 16
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Http2Client:
+    """One raw HTTP/2 connection; acknowledges the server's SETTINGS as any
+    client must, then ignores its stream limit, as an attacker would."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.flush()
+        self.events = []
+        self.server_settings = {}
+        self.read(until=lambda: h2.events.RemoteSettingsChanged in map(type, self.events))
+        for e in self.events:
+            if isinstance(e, h2.events.RemoteSettingsChanged):
+                self.server_settings = {k: v.new_value for k, v in e.changed_settings.items()}
+        self.flush()  # The SETTINGS acknowledgement.
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def read(self, until, timeout=5.0):
+        self.sock.settimeout(timeout)
+        give_up = time.monotonic() + timeout
+        while not until() and time.monotonic() < give_up:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not data:
+                self.events.append("closed")
+                break
+            try:
+                self.events.extend(self.conn.receive_data(data))
+            except h2.exceptions.ProtocolError:
+                self.events.append("protocol error")
+                break
+            self.flush()
+
+    def hold_streams(self, count):
+        """Opens `count` streams, each with a partial message; returns how
+        many were opened before the connection failed."""
+        self.conn.remote_settings.max_concurrent_streams = 1 << 30
+        self.conn.remote_settings.acknowledge()
+        opened = 0
+        try:
+            for _ in range(count):
+                sid = self.conn.get_next_available_stream_id()
+                self.conn.send_headers(sid, INFER_HEADERS)
+                self.conn.send_data(sid, PARTIAL_MESSAGE)
+                opened += 1
+            self.flush()
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+        return opened
+
+    def close(self):
+        self.sock.close()
+
+
+class HostileTest(unittest.TestCase):
+    def setUp(self):
+        self.proc, self.address, _ = start_server(SERVER, f"--model={WEIGHTS}")
+        self.addCleanup(self.proc.stdout.close)
+        self.addCleanup(self.proc.wait, 10)
+        self.addCleanup(self.proc.terminate)
+        self.port = int(self.address.rsplit(":", 1)[1])
+
+    def assert_good_client_served(self):
+        with grpc.insecure_channel(self.address) as channel:
+            answer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
+                infer_request(2), timeout=10)
+        self.assertGreater(len(answer), 2 * 10 * 4)
+
+    def test_server_announces_its_stream_limit(self):
+        client = Http2Client(self.port)
+        self.addCleanup(client.close)
+        self.assertEqual(
+            client.server_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS), 100)
+
+    def test_streams_beyond_the_limit_end_the_connection(self):
+        before = rss_mib(self.proc.pid)
+        clients = [Http2Client(self.port) for _ in range(50)]
+        for c in clients:
+            self.addCleanup(c.close)
+            c.hold_streams(300)
+        # Each connection is ended (GOAWAY or closed) for going past 100
+        # streams, instead of holding 300.
+        for c in clients:
+            c.read(until=lambda c=c: any(
+                isinstance(e, (h2.events.ConnectionTerminated, str)) for e in c.events))
+            self.assertTrue(any(isinstance(e, (h2.events.ConnectionTerminated, str))
+                                for e in c.events), c.events[-3:])
+        # 50 connections x 300 streams held would take ~190 MiB (~13 KiB a
+        # stream); at most 100 a connection were ever held.
+        self.assertLess(rss_mib(self.proc.pid) - before, 96)
+        self.assert_good_client_served()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
