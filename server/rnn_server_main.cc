@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model/bundled.h"
+#include "server/memory_release.h"
 #include "server/rnn_server.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0",
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
       "Protocol / KServe v2).\nUsage: rnn-server [--model=PATH] "
       "[--grpc_port=8001] [flags]");
   absl::ParseCommandLine(argc, argv);
+  rnn::ConfigureAllocator();
   // Debian builds Abseil with its debug-mode deadlock detector on; gRPC
   // creates and destroys an absl::Mutex per call, and the detector's graph
   // bookkeeping took ~2% of the server's CPU under load.
@@ -184,6 +186,8 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
 
+  // Returns a burst's memory to the system (memory_release.h).
+  rnn::MemoryReleaser releaser(absl::Seconds(5), size_t{16} << 20);
   std::thread waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);

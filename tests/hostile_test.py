@@ -10,9 +10,11 @@ Usage (ctest runs it):
     /usr/bin/python3 tests/hostile_test.py BUILD/server/rnn-server model/rnn.safetensors
 """
 
+import collections
 import os
 import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -146,6 +148,69 @@ class HostileTest(unittest.TestCase):
         # stream); at most 100 a connection were ever held.
         self.assertLess(rss_mib(self.proc.pid) - before, 96)
         self.assert_good_client_served()
+
+
+class LargeRequestsTest(unittest.TestCase):
+    """16 connections x 4 concurrent 16 MB requests (the ~2000-sequence
+    requests --max_receive_message_bytes allows): before the transport quota
+    and the allocator settings this peaked at 1.0 GB resident and kept most
+    of it."""
+
+    def test_burst_of_large_requests_is_bounded_and_released(self):
+        proc, address, _ = start_server(SERVER, f"--model={WEIGHTS}")
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.wait, 10)
+        self.addCleanup(proc.terminate)
+        baseline = rss_mib(proc.pid)
+        body = infer_request(2000)
+        self.assertGreater(len(body), 16_000_000)
+        peak, stop = [baseline], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_mib(proc.pid))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        codes = collections.Counter()
+        lock = threading.Lock()
+
+        def connection():
+            options = [("grpc.use_local_subchannel_pool", 1),
+                       ("grpc.max_send_message_length", 64 << 20)]
+            with grpc.insecure_channel(address, options=options) as channel:
+                rpc = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+                calls = [rpc.future(body, timeout=60) for _ in range(4)]
+                for call in calls:
+                    try:
+                        call.result()
+                        code = "OK"
+                    except grpc.RpcError as e:
+                        code = e.code().name
+                    with lock:
+                        codes[code] += 1
+
+        threads = [threading.Thread(target=connection) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        sampler.join()
+        # Refused requests are refused cleanly: a full queue (UNAVAILABLE)
+        # or the transport's quota (RESOURCE_EXHAUSTED).
+        self.assertEqual(sum(codes.values()), 64)
+        self.assertLessEqual(set(codes), {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+        self.assertGreater(codes["OK"], 0)
+        self.assertLess(peak[0], 400, f"peak RSS {peak[0]:.0f} MiB; {dict(codes)}")
+        # The burst's memory goes back to the system within a few release
+        # periods (5 s each).
+        give_up = time.monotonic() + 20
+        while rss_mib(proc.pid) > baseline + 32:
+            self.assertLess(time.monotonic(), give_up,
+                            f"RSS {rss_mib(proc.pid):.0f} MiB, baseline {baseline:.0f}")
+            time.sleep(0.5)
 
 
 if __name__ == "__main__":
