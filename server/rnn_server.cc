@@ -20,6 +20,7 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/server_posix.h"
 #include "model/rnn_model.h"
 
 namespace rnn {
@@ -325,13 +326,29 @@ absl::Status RnnServer::StartGrpc(const ServerOptions& options) {
   grpc::ServerBuilder builder;
   const std::string address =
       absl::StrCat(options.host, ":", options.grpc_port);
-  builder.AddListeningPort(address, *credentials, &grpc_port_);
+  const bool tls = !options.tls_cert_file.empty();
+  if (tls) {
+    builder.AddListeningPort(address, *credentials, &grpc_port_);
+  } else {
+    // Plaintext: our own accept loop, which survives running out of file
+    // descriptors where gRPC's does not (listener.h).
+    absl::StatusOr<std::unique_ptr<Listener>> listener =
+        Listener::Bind(options.host, options.grpc_port);
+    if (!listener.ok()) return listener.status();
+    listener_ = *std::move(listener);
+    grpc_port_ = listener_->port();
+  }
   ConfigureConnections(options, builder);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", address, " (port in use, or a bad --host?)"));
+  }
+  if (listener_ != nullptr) {
+    grpc::Server* server = server_.get();
+    listener_->Start(
+        [server](int fd) { grpc::AddInsecureChannelFromFd(server, fd); });
   }
   state_.AttachHealthService(server_->GetHealthCheckService());
   return absl::OkStatus();
@@ -358,6 +375,7 @@ void RnnServer::Shutdown(absl::Duration grace) {
     // lasts kMaxDrainLinger.
     service_->AwaitQuiet(kDrainQuiet,
                          std::min(deadline, absl::Now() + kMaxDrainLinger));
+    if (listener_ != nullptr) listener_->Stop();
     server_->Shutdown(absl::ToChronoTime(deadline));
   }
   if (batcher_ != nullptr) batcher_->Stop();

@@ -30,6 +30,7 @@
 #include "server/batching/batcher.h"
 #include "server/inference_codec.h"
 #include "server/inference_service.h"
+#include "server/listener.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_server.h"
 #include "server/serving_state.h"
@@ -161,6 +162,9 @@ class RnnServer {
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // The plaintext gRPC port's accept loop (listener.h); null with TLS,
+  // where gRPC listens itself. Stops before server_ shuts down.
+  std::unique_ptr<Listener> listener_;
   std::unique_ptr<MetricsServer> metrics_server_;
   int grpc_port_ = 0;
   absl::Mutex shutdown_mu_;

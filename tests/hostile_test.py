@@ -12,7 +12,9 @@ Usage (ctest runs it):
 
 import collections
 import os
+import resource
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -148,6 +150,61 @@ class HostileTest(unittest.TestCase):
         # stream); at most 100 a connection were ever held.
         self.assertLess(rss_mib(self.proc.pid) - before, 96)
         self.assert_good_client_served()
+
+
+class DescriptorExhaustionTest(unittest.TestCase):
+    """Past the open-file limit, gRPC 1.51's own accept loop stopped serving
+    the port for good; rnn-server's survives (server/listener.h)."""
+
+    LIMIT = 128
+
+    def test_port_serves_again_after_running_out_of_descriptors(self):
+        def lower_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.LIMIT, self.LIMIT))
+
+        proc = subprocess.Popen(
+            [SERVER, f"--model={WEIGHTS}", "--host=127.0.0.1", "--grpc_port=0",
+             "--metrics_port=-1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=lower_limit)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.wait, 10)
+        self.addCleanup(proc.terminate)
+        address = None
+        for line in proc.stdout:
+            if "listening on" in line:
+                address = line.split("listening on ")[1].split()[0]
+                break
+        self.assertIsNotNone(address)
+        host, port = address.rsplit(":", 1)
+
+        def served():
+            with grpc.insecure_channel(address) as channel:
+                try:
+                    channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
+                        infer_request(1), timeout=3)
+                    return True
+                except grpc.RpcError:
+                    return False
+
+        self.assertTrue(served())
+        idle = []
+        for _ in range(self.LIMIT + 50):
+            try:
+                idle.append(socket.create_connection((host, int(port)), timeout=2))
+            except OSError:
+                break
+        # Every descriptor the process may have is taken.
+        give_up = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{proc.pid}/fd")) < self.LIMIT:
+            self.assertLess(time.monotonic(), give_up)
+            time.sleep(0.05)
+        for s in idle:
+            s.close()
+        give_up = time.monotonic() + 10
+        while not served():
+            self.assertLess(time.monotonic(), give_up, "the port stayed wedged")
+        self.assertIsNone(proc.poll())
 
 
 class LargeRequestsTest(unittest.TestCase):
