@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/grpc_status.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -13,13 +14,6 @@
 
 namespace rnn {
 namespace {
-
-// The client's one conversion from grpc::Status.
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
-}
 
 // Whether `target` is "ip:port" or "[ipv6]:port" with a literal address.
 bool IsIpLiteral(const std::string& target) {
@@ -64,8 +58,13 @@ absl::StatusOr<std::unique_ptr<InferenceClient>> InferenceClient::Create(
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  auto channel = grpc::CreateCustomChannel(
-      *target, grpc::InsecureChannelCredentials(), args);
+  return Create(grpc::CreateCustomChannel(
+                    *target, grpc::InsecureChannelCredentials(), args),
+                options);
+}
+
+std::unique_ptr<InferenceClient> InferenceClient::Create(
+    std::shared_ptr<grpc::Channel> channel, const ClientOptions& options) {
   return std::unique_ptr<InferenceClient>(
       new InferenceClient(options, std::move(channel)));
 }
@@ -75,7 +74,8 @@ InferenceClient::InferenceClient(const ClientOptions& options,
     : options_(options),
       channel_(std::move(channel)),
       stub_(inference::GRPCInferenceService::NewStub(channel_)),
-      health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
+      health_stub_(grpc::health::v1::Health::NewStub(channel_)),
+      stream_stub_(channel_) {}
 
 void InferenceClient::SetDeadline(
     grpc::ClientContext& context,
@@ -139,6 +139,48 @@ absl::StatusOr<inference::ModelMetadataResponse> InferenceClient::ModelMetadata(
   inference::ModelMetadataResponse response;
   absl::Status s =
       FromGrpcStatus(stub_->ModelMetadata(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(
+    const std::string& model, const std::string& version) {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ModelConfigRequest request;
+  request.set_name(model);
+  request.set_version(version);
+  inference::ModelConfigResponse response;
+  absl::Status s =
+      FromGrpcStatus(stub_->ModelConfig(&context, request, &response));
+  if (!s.ok()) return s;
+  return std::move(*response.mutable_config());
+}
+
+absl::StatusOr<inference::ModelStatisticsResponse>
+InferenceClient::ModelStatistics(const std::string& model,
+                                 const std::string& version) {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::ModelStatisticsRequest request;
+  request.set_name(model);
+  request.set_version(version);
+  inference::ModelStatisticsResponse response;
+  absl::Status s =
+      FromGrpcStatus(stub_->ModelStatistics(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<inference::RepositoryIndexResponse>
+InferenceClient::RepositoryIndex(bool ready_only) {
+  grpc::ClientContext context;
+  SetDeadline(context, std::nullopt);
+  inference::RepositoryIndexRequest request;
+  request.set_ready(ready_only);
+  inference::RepositoryIndexResponse response;
+  absl::Status s =
+      FromGrpcStatus(stub_->RepositoryIndex(&context, request, &response));
   if (!s.ok()) return s;
   return response;
 }
@@ -237,6 +279,13 @@ absl::StatusOr<InferOutput> InferenceClient::Infer(const InferInput& input) {
       InferRaw(BuildRequest(input), input.deadline);
   if (!response.ok()) return response.status();
   return ParseResponse(*response);
+}
+
+std::unique_ptr<ModelStream> InferenceClient::OpenStream(
+    ModelStream::OnAnswer on_answer, ModelStream::OnDone on_done,
+    const StreamOptions& options) {
+  return ModelStream::Open(stream_stub_, std::move(on_answer),
+                           std::move(on_done), options);
 }
 
 void InferenceClient::InferAsync(

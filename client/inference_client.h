@@ -18,7 +18,8 @@
 //   // out->shape {2, 10}; out->values: each sequence's 10 probabilities.
 //
 // Several targets are balanced round-robin, per call. Every call has a
-// deadline (ClientOptions::deadline unless the call gives its own).
+// deadline (ClientOptions::deadline unless the call gives its own); streams
+// (OpenStream, model_stream.h) have none unless StreamOptions sets one.
 // Errors come back as absl::Status with the server's code and message.
 //
 // Thread-safety: all methods may be called concurrently.
@@ -35,9 +36,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/model_stream.h"
 #include "grpcpp/channel.h"
 #include "proto/grpc_predict_v2.grpc.pb.h"
 #include "proto/health.grpc.pb.h"
+#include "proto/model_config.pb.h"
 
 namespace rnn {
 
@@ -80,6 +83,10 @@ class InferenceClient {
  public:
   static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
       const ClientOptions& options);
+  // A client over a channel the caller made (for channel arguments of its
+  // own); options.targets is not used.
+  static std::unique_ptr<InferenceClient> Create(
+      std::shared_ptr<grpc::Channel> channel, const ClientOptions& options);
 
   absl::StatusOr<bool> ServerLive();
   absl::StatusOr<bool> ServerReady();
@@ -88,6 +95,19 @@ class InferenceClient {
   absl::StatusOr<inference::ServerMetadataResponse> ServerMetadata();
   absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(
       const std::string& model, const std::string& version = "");
+  // Triton's model configuration: batching, inputs and outputs without the
+  // batch dimension, instance groups.
+  absl::StatusOr<inference::ModelConfig> ModelConfig(
+      const std::string& model, const std::string& version = "");
+  // Triton's statistics: counts and cumulative durations, per model and
+  // version; an empty `model` asks for every model, an empty `version` for
+  // every version.
+  absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(
+      const std::string& model = "", const std::string& version = "");
+  // The models the server has, with version and state; `ready_only`: only
+  // those ready to infer.
+  absl::StatusOr<inference::RepositoryIndexResponse> RepositoryIndex(
+      bool ready_only = false);
   // grpc.health.v1 Check of `service` ("" for the whole server): "SERVING",
   // "NOT_SERVING", ...
   absl::StatusOr<std::string> Health(const std::string& service = "");
@@ -98,6 +118,13 @@ class InferenceClient {
   // thread, with the result. `input.data` may be released when this returns.
   void InferAsync(const InferInput& input,
                   absl::AnyInvocable<void(absl::StatusOr<InferOutput>)> done);
+
+  // Opens a ModelStreamInfer stream (model_stream.h): `on_answer` gets each
+  // request's answer, `on_done` (when set) the stream's final status. The
+  // client must outlive the stream.
+  std::unique_ptr<ModelStream> OpenStream(ModelStream::OnAnswer on_answer,
+                                          ModelStream::OnDone on_done = nullptr,
+                                          const StreamOptions& options = {});
 
   // The raw protocol call, for callers that build requests themselves.
   absl::StatusOr<inference::ModelInferResponse> InferRaw(
@@ -120,6 +147,7 @@ class InferenceClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
+  StreamStub stream_stub_;
 };
 
 }  // namespace rnn

@@ -2,6 +2,9 @@
 //
 //   rnn-client health                      # grpc.health.v1, live, ready
 //   rnn-client metadata                    # server and model metadata
+//   rnn-client config                      # Triton's model configuration
+//   rnn-client stats                       # Triton's model statistics
+//   rnn-client index                       # the models the server has
 //   rnn-client infer --random=4            # 4 random sequences
 //   rnn-client infer --eval_set            # the bundled labelled eval set
 //   rnn-client infer --input=batch.npy     # float32/64 [N, T, C] or [T, C]
@@ -9,6 +12,7 @@
 //
 // The input's shape is taken from the server's ModelMetadata. Exits 0 on
 // success, 1 with the server's status on an error, 2 on bad usage.
+#include <cinttypes>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
@@ -23,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "client/inference_client.h"
 #include "client/npy.h"
@@ -34,7 +39,8 @@ ABSL_FLAG(std::string, target, "localhost:8001",
           "Server address host:port; several, comma-separated, are used "
           "round-robin");
 ABSL_FLAG(int, deadline_ms, 10000, "Deadline per call (milliseconds)");
-ABSL_FLAG(std::string, model, "rnn", "Model name");
+ABSL_FLAG(std::string, model, "rnn",
+          "Model name (stats: empty for every model)");
 ABSL_FLAG(std::string, input, "",
           "infer: .npy file of shape [N, T, C] or [T, C]");
 ABSL_FLAG(bool, eval_set, false,
@@ -145,6 +151,211 @@ int Metadata(rnn::InferenceClient& client) {
   for (const auto& t : model->outputs()) {
     std::printf("output    %s %s [%s]\n", t.name().c_str(),
                 t.datatype().c_str(), absl::StrJoin(t.shape(), ", ").c_str());
+  }
+  return 0;
+}
+
+std::vector<int64_t> Dims(const google::protobuf::RepeatedField<int64_t>& d) {
+  return std::vector<int64_t>(d.begin(), d.end());
+}
+
+// The configuration as JSON with the proto's field names, numbers as
+// numbers (protobuf's own JSON writes 64-bit integers as strings).
+Json ConfigJson(const inference::ModelConfig& config) {
+  Json inputs = Json::array(), outputs = Json::array(), groups = Json::array();
+  for (const auto& t : config.input()) {
+    inputs.push_back({{"name", t.name()},
+                      {"data_type", inference::DataType_Name(t.data_type())},
+                      {"dims", Dims(t.dims())},
+                      {"is_shape_tensor", t.is_shape_tensor()},
+                      {"optional", t.optional()}});
+  }
+  for (const auto& t : config.output()) {
+    outputs.push_back({{"name", t.name()},
+                       {"data_type", inference::DataType_Name(t.data_type())},
+                       {"dims", Dims(t.dims())},
+                       {"is_shape_tensor", t.is_shape_tensor()}});
+  }
+  for (const auto& g : config.instance_group()) {
+    groups.push_back(
+        {{"count", g.count()},
+         {"kind", inference::ModelInstanceGroup::Kind_Name(g.kind())}});
+  }
+  Json out = {{"name", config.name()},
+              {"platform", config.platform()},
+              {"max_batch_size", config.max_batch_size()},
+              {"input", std::move(inputs)},
+              {"output", std::move(outputs)}};
+  if (config.has_dynamic_batching()) {
+    const auto& b = config.dynamic_batching();
+    out["dynamic_batching"] = {
+        {"max_queue_delay_microseconds", b.max_queue_delay_microseconds()},
+        {"default_queue_policy",
+         {{"max_queue_size", b.default_queue_policy().max_queue_size()}}}};
+  }
+  if (config.has_sequence_batching()) {
+    out["sequence_batching"] = Json::object();
+  }
+  out["instance_group"] = std::move(groups);
+  out["model_transaction_policy"] = {
+      {"decoupled", config.model_transaction_policy().decoupled()}};
+  out["response_cache"] = {{"enable", config.response_cache().enable()}};
+  return out;
+}
+
+int Config(rnn::InferenceClient& client) {
+  absl::StatusOr<inference::ModelConfig> config =
+      client.ModelConfig(absl::GetFlag(FLAGS_model));
+  if (!config.ok()) return Fail(config.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(ConfigJson(*config));
+    return 0;
+  }
+  std::printf(
+      "name              %s\nplatform          %s\n"
+      "max_batch_size    %d\n",
+      config->name().c_str(), config->platform().c_str(),
+      config->max_batch_size());
+  for (const auto& t : config->input()) {
+    std::printf("input             %s %s [%s]\n", t.name().c_str(),
+                inference::DataType_Name(t.data_type()).c_str(),
+                absl::StrJoin(t.dims(), ", ").c_str());
+  }
+  for (const auto& t : config->output()) {
+    std::printf("output            %s %s [%s]\n", t.name().c_str(),
+                inference::DataType_Name(t.data_type()).c_str(),
+                absl::StrJoin(t.dims(), ", ").c_str());
+  }
+  if (config->has_dynamic_batching()) {
+    const auto& b = config->dynamic_batching();
+    std::printf(
+        "dynamic batching  max_queue_delay_us %" PRIu64 ", max_queue_size %u\n",
+        static_cast<uint64_t>(b.max_queue_delay_microseconds()),
+        static_cast<unsigned>(b.default_queue_policy().max_queue_size()));
+  }
+  if (config->has_sequence_batching()) std::printf("sequence batching\n");
+  for (const auto& g : config->instance_group()) {
+    std::printf("instance group    %d x %s\n", g.count(),
+                inference::ModelInstanceGroup::Kind_Name(g.kind()).c_str());
+  }
+  std::printf("decoupled         %s\nresponse cache    %s\n",
+              config->model_transaction_policy().decoupled() ? "yes" : "no",
+              config->response_cache().enable() ? "on" : "off");
+  return 0;
+}
+
+// Mean microseconds of a count and a total in nanoseconds; 0 when none.
+double AverageUs(const inference::StatisticDuration& d) {
+  return d.count() == 0 ? 0 : d.ns() / 1e3 / d.count();
+}
+
+Json DurationJson(const inference::StatisticDuration& d) {
+  return {{"count", d.count()}, {"ns", d.ns()}, {"avg_us", AverageUs(d)}};
+}
+
+// Milliseconds since the epoch as ISO 8601 UTC; "never" for 0.
+std::string Timestamp(uint64_t ms) {
+  if (ms == 0) return "never";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                          absl::FromUnixMillis(static_cast<int64_t>(ms)),
+                          absl::UTCTimeZone());
+}
+
+Json StatsJson(const inference::ModelStatisticsResponse& response) {
+  Json models = Json::array();
+  for (const auto& m : response.model_stats()) {
+    const auto& s = m.inference_stats();
+    Json batches = Json::array();
+    for (const auto& b : m.batch_stats()) {
+      batches.push_back({{"batch_size", b.batch_size()},
+                         {"compute_input", DurationJson(b.compute_input())},
+                         {"compute_infer", DurationJson(b.compute_infer())},
+                         {"compute_output", DurationJson(b.compute_output())}});
+    }
+    models.push_back({{"name", m.name()},
+                      {"version", m.version()},
+                      {"last_inference", m.last_inference()},
+                      {"inference_count", m.inference_count()},
+                      {"execution_count", m.execution_count()},
+                      {"inference_stats",
+                       {{"success", DurationJson(s.success())},
+                        {"fail", DurationJson(s.fail())},
+                        {"queue", DurationJson(s.queue())},
+                        {"compute_input", DurationJson(s.compute_input())},
+                        {"compute_infer", DurationJson(s.compute_infer())},
+                        {"compute_output", DurationJson(s.compute_output())}}},
+                      {"batch_stats", std::move(batches)}});
+  }
+  return {{"model_stats", std::move(models)}};
+}
+
+int Stats(rnn::InferenceClient& client) {
+  absl::StatusOr<inference::ModelStatisticsResponse> stats =
+      client.ModelStatistics(absl::GetFlag(FLAGS_model));
+  if (!stats.ok()) return Fail(stats.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(StatsJson(*stats));
+    return 0;
+  }
+  for (const auto& m : stats->model_stats()) {
+    const auto& s = m.inference_stats();
+    std::printf(
+        "model %s version %s\n"
+        "inference_count   %" PRIu64
+        " sequences\n"
+        "execution_count   %" PRIu64
+        " batches\n"
+        "last_inference    %s\n"
+        "%-16s %10s %12s\n",
+        m.name().c_str(), m.version().c_str(),
+        static_cast<uint64_t>(m.inference_count()),
+        static_cast<uint64_t>(m.execution_count()),
+        Timestamp(m.last_inference()).c_str(), "", "count", "avg_us");
+    const std::pair<const char*, const inference::StatisticDuration*> rows[] = {
+        {"success", &s.success()},
+        {"fail", &s.fail()},
+        {"queue", &s.queue()},
+        {"compute_input", &s.compute_input()},
+        {"compute_infer", &s.compute_infer()},
+        {"compute_output", &s.compute_output()}};
+    for (const auto& [name, d] : rows) {
+      std::printf("%-16s %10" PRIu64 " %12.1f\n", name,
+                  static_cast<uint64_t>(d->count()), AverageUs(*d));
+    }
+    if (m.batch_stats_size() > 0) {
+      std::printf("%10s %10s %12s %12s %12s   (avg_us per batch)\n",
+                  "batch_size", "batches", "input", "infer", "output");
+    }
+    for (const auto& b : m.batch_stats()) {
+      std::printf("%10" PRIu64 " %10" PRIu64 " %12.1f %12.1f %12.1f\n",
+                  static_cast<uint64_t>(b.batch_size()),
+                  static_cast<uint64_t>(b.compute_infer().count()),
+                  AverageUs(b.compute_input()), AverageUs(b.compute_infer()),
+                  AverageUs(b.compute_output()));
+    }
+  }
+  return 0;
+}
+
+int Index(rnn::InferenceClient& client) {
+  absl::StatusOr<inference::RepositoryIndexResponse> index =
+      client.RepositoryIndex();
+  if (!index.ok()) return Fail(index.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    Json models = Json::array();
+    for (const auto& m : index->models()) {
+      models.push_back({{"name", m.name()},
+                        {"version", m.version()},
+                        {"state", m.state()},
+                        {"reason", m.reason()}});
+    }
+    PrintJson({{"models", std::move(models)}});
+    return 0;
+  }
+  std::printf("%-16s %-8s %-12s %s\n", "model", "version", "state", "reason");
+  for (const auto& m : index->models()) {
+    std::printf("%-16s %-8s %-12s %s\n", m.name().c_str(), m.version().c_str(),
+                m.state().c_str(), m.reason().c_str());
   }
   return 0;
 }
@@ -361,11 +572,19 @@ int Infer(rnn::InferenceClient& client) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Calls rnn-server over gRPC.\nUsage: rnn-client [--target=host:port] "
-      "health | metadata | infer (--random=N | --eval_set | --input=x.npy) "
-      "[--json]");
+      "[--json] COMMAND\n"
+      "  health      grpc.health.v1, live and ready; exit 1 unless SERVING\n"
+      "  metadata    server and model metadata\n"
+      "  config      the model's configuration (Triton's ModelConfig)\n"
+      "  stats       the model's statistics (Triton's ModelStatistics)\n"
+      "  index       the models the server has (RepositoryIndex)\n"
+      "  infer       (--random=N | --eval_set | --input=x.npy) classify "
+      "sequences");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2)
-    return Usage("give one command: health, metadata or infer");
+  if (args.size() != 2) {
+    return Usage(
+        "give one command: health, metadata, config, stats, index or infer");
+  }
   const std::string command = args[1];
 
   rnn::ClientOptions options;
@@ -376,6 +595,9 @@ int main(int argc, char** argv) {
   if (!client.ok()) return Fail(client.status());
   if (command == "health") return Health(**client);
   if (command == "metadata") return Metadata(**client);
+  if (command == "config") return Config(**client);
+  if (command == "stats") return Stats(**client);
+  if (command == "index") return Index(**client);
   if (command == "infer") return Infer(**client);
   return Usage(absl::StrCat("unknown command '", command, "'"));
 }

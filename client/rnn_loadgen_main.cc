@@ -3,8 +3,10 @@
 //
 //   rnn-loadgen --concurrency=1:64:x2 --verify --weights=model/rnn.safetensors
 //   rnn-loadgen --rate=1000:8000:+1000 --arrivals=poisson --json=r.json
-//   --html=r.html rnn-loadgen --target=10.0.0.1:8001,10.0.0.2:8001
-//   --concurrency=32 --duration=10
+//       --html=r.html
+//   rnn-loadgen --target=10.0.0.1:8001,10.0.0.2:8001 --concurrency=32
+//       --duration=10
+//   rnn-loadgen --streaming --connections=4 --concurrency=64
 //
 // Closed loop (--concurrency) or open loop (--rate), each a single value or a
 // sweep; every answer can be checked against expected probabilities or
@@ -96,7 +98,14 @@ ABSL_FLAG(std::string, metrics_url, "",
 ABSL_FLAG(std::string, transport, "h2",
           "h2: the gRPC protocol over nghttp2 (as h2load; least client CPU) "
           "or grpc: gRPC's C++ library");
-ABSL_FLAG(int, threads, 1, "Client threads, each with its completion queue");
+ABSL_FLAG(bool, streaming, false,
+          "Send the requests on ModelStreamInfer streams (one per connection, "
+          "through gRPC's C++ library; --transport does not apply) instead "
+          "of one unary call each; --deadline_ms then applies per request, "
+          "on the client");
+ABSL_FLAG(int, threads, 1,
+          "Client threads, each with its own completion queue, connections "
+          "or streams");
 ABSL_FLAG(int, connections, 1, "HTTP/2 connections per target");
 ABSL_FLAG(int, max_inflight, 10000,
           "Open loop: most requests in flight; beyond, sends fall behind");
@@ -208,7 +217,8 @@ int main(int argc, char** argv) {
       "Load generator for rnn-server (and any Open Inference Protocol "
       "server).\nUsage: rnn-loadgen [--target=host:port] "
       "[--concurrency=N|A:B:xF|A:B:+D | --rate=R|A:B:+D] [--verify "
-      "--weights=PATH] [--json=F --csv=F --html=F]");
+      "--weights=PATH] [--transport=h2|grpc | --streaming] [--json=F "
+      "--csv=F --html=F]");
   // Abseil's debug deadlock detector (on in Debian's build) costs a few
   // percent of the generator's CPU: gRPC makes an absl::Mutex per call.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -292,6 +302,7 @@ int main(int argc, char** argv) {
   if (transport != "h2" && transport != "grpc") {
     return Usage("--transport must be h2 or grpc");
   }
+  const bool streaming = absl::GetFlag(FLAGS_streaming);
   const std::vector<std::string> targets =
       absl::StrSplit(absl::GetFlag(FLAGS_target), ',', absl::SkipWhitespace());
   if (targets.empty()) return Usage("--target is empty");
@@ -356,8 +367,9 @@ int main(int argc, char** argv) {
   }
 
   lg::RunnerOptions options;
-  options.transport =
-      transport == "h2" ? lg::TransportKind::kH2 : lg::TransportKind::kGrpc;
+  options.transport = streaming           ? lg::TransportKind::kStream
+                      : transport == "h2" ? lg::TransportKind::kH2
+                                          : lg::TransportKind::kGrpc;
   options.targets = targets;
   options.connections = absl::GetFlag(FLAGS_connections);
   options.threads = absl::GetFlag(FLAGS_threads);
@@ -381,6 +393,7 @@ int main(int argc, char** argv) {
   run.model = model;
   run.model_version = version;
   run.mode = mode;
+  run.transport = lg::TransportName(options.transport);
   run.arrivals = lg::ArrivalsName(*arrivals);
   run.batch = batch;
   run.started_at =
@@ -395,6 +408,9 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
   const bool live = isatty(STDERR_FILENO);
+  std::fprintf(stderr, "rnn-loadgen: %s loop, transport %s, %zu target%s\n",
+               lg::LoadModeName(mode), run.transport.c_str(), targets.size(),
+               targets.size() == 1 ? "" : "s");
   std::vector<lg::StepResult> results;
   bool failed = false;
   for (size_t i = 0; i < sweep->size(); ++i) {

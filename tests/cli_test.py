@@ -7,10 +7,12 @@ Usage (ctest runs it):
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -161,6 +163,9 @@ class CliTest(unittest.TestCase):
         self.assertIn("exactly one of", r.stderr)
         r = self.client("frobnicate")
         self.assertEqual(r.returncode, 2)
+        r = self.client()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("config, stats, index", r.stderr)
         r = self.client("--deadline_ms=500", "health", target="127.0.0.1:1")
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, "UNAVAILABLE|DEADLINE_EXCEEDED")
@@ -186,6 +191,103 @@ class CliTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertIn("/nonexistent.safetensors", r.stderr)
+
+
+class TritonCommandsTest(unittest.TestCase):
+    """config, stats and index against a server started with flags other
+    than the defaults, so that each figure shown must come from the server."""
+
+    FLAGS = {"--max_batch_size": 7, "--instances": 2, "--max_queue_delay_us": 300,
+             "--max_queue_size": 555}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server, cls.target, _ = start_server(
+            SERVER, *(f"{k}={v}" for k, v in cls.FLAGS.items()))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.send_signal(signal.SIGTERM)
+        cls.server.communicate(timeout=30)
+
+    def client(self, *args):
+        r = subprocess.run([CLIENT, f"--target={self.target}", *args],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def test_config_shows_what_the_server_does(self):
+        config = json.loads(self.client("config", "--json"))
+        meta = json.loads(self.client("metadata", "--json"))["model"]
+        self.assertEqual(config["name"], "rnn")
+        self.assertEqual(config["platform"], meta["platform"])
+        self.assertEqual(config["max_batch_size"], 7)
+        self.assertEqual(config["input"], [{"name": meta["inputs"][0]["name"],
+                                            "data_type": "TYPE_FP32", "dims": [20, 100],
+                                            "is_shape_tensor": False, "optional": False}])
+        self.assertEqual(config["output"], [{"name": meta["outputs"][0]["name"],
+                                             "data_type": "TYPE_FP32", "dims": [10],
+                                             "is_shape_tensor": False}])
+        self.assertEqual(config["dynamic_batching"],
+                         {"max_queue_delay_microseconds": 300,
+                          "default_queue_policy": {"max_queue_size": 555}})
+        self.assertNotIn("sequence_batching", config)
+        self.assertEqual(config["instance_group"], [{"count": 2, "kind": "KIND_CPU"}])
+        self.assertEqual(config["model_transaction_policy"], {"decoupled": False})
+        self.assertEqual(config["response_cache"], {"enable": False})
+
+        table = self.client("config")
+        self.assertRegex(table, r"(?m)^max_batch_size\s+7$")
+        self.assertRegex(table, r"(?m)^input\s+sequence TYPE_FP32 \[20, 100\]$")
+        self.assertRegex(table, r"(?m)^output\s+probabilities TYPE_FP32 \[10\]$")
+        self.assertRegex(table, r"(?m)^instance group\s+2 x KIND_CPU$")
+
+    def test_stats_count_the_sequences_sent(self):
+        # 9 sequences run as at least two batches (at most 7 rows each), then
+        # 3 more: every count below follows from that.
+        before_ms = time.time() * 1000
+        self.client("infer", "--random=9")
+        self.client("infer", "--random=3")
+        after_ms = time.time() * 1000
+        stats = json.loads(self.client("stats", "--json"))["model_stats"]
+        self.assertEqual([(m["name"], m["version"]) for m in stats], [("rnn", "1")])
+        m = stats[0]
+        self.assertEqual(m["inference_count"], 12)
+        batches = {b["batch_size"]: b["compute_infer"]["count"] for b in m["batch_stats"]}
+        self.assertEqual(sum(size * n for size, n in batches.items()), 12)
+        self.assertLessEqual(max(batches), 7)
+        self.assertEqual(m["execution_count"], sum(batches.values()))
+        self.assertGreaterEqual(m["execution_count"], 3)
+        s = m["inference_stats"]
+        self.assertEqual(s["success"]["count"], 2)
+        self.assertEqual(s["fail"]["count"], 0)
+        self.assertGreater(s["success"]["ns"], 0)
+        self.assertAlmostEqual(s["success"]["avg_us"], s["success"]["ns"] / 2 / 1e3, delta=0.01)
+        for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+            self.assertGreaterEqual(s[phase]["count"], 2, phase)
+        self.assertGreater(s["compute_infer"]["ns"], 0)
+        self.assertLessEqual(before_ms - 1, m["last_inference"])
+        self.assertLessEqual(m["last_inference"], after_ms + 1)
+
+        table = self.client("stats")
+        self.assertRegex(table, r"(?m)^inference_count\s+12 sequences$")
+        self.assertRegex(table, rf"(?m)^execution_count\s+{m['execution_count']} batches$")
+        row = re.search(r"(?m)^success\s+(\d+)\s+([\d.]+)$", table)
+        self.assertIsNotNone(row, table)
+        self.assertEqual(int(row.group(1)), 2)
+        self.assertAlmostEqual(float(row.group(2)), s["success"]["avg_us"], delta=0.1)
+
+    def test_stats_of_an_unknown_model_is_not_found(self):
+        r = subprocess.run([CLIENT, f"--target={self.target}", "--model=nope", "stats"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NOT_FOUND", r.stderr)
+
+    def test_index_lists_the_ready_model(self):
+        index = json.loads(self.client("index", "--json"))
+        self.assertEqual(index, {"models": [{"name": "rnn", "version": "1", "state": "READY",
+                                             "reason": ""}]})
+        self.assertRegex(self.client("index"), r"(?m)^rnn\s+1\s+READY\s*$")
 
 
 if __name__ == "__main__":

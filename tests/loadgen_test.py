@@ -3,7 +3,9 @@ runs it: closed- and open-loop runs with every answer verified, the open
 loop's rate, coordinated omission (a server stopped with SIGSTOP must show in
 the open loop's tail), wrong answers caught, errors and bad usage, several
 targets, and the JSON/CSV/HTML reports (the HTML parsed strictly and, where
-Chromium is installed, rendered to a screenshot).
+Chromium is installed, rendered to a screenshot). Each transport — h2, grpc
+and --streaming (ModelStreamInfer) — is run verified, with errors, deadlines
+and connections the server ends.
 
 Usage (ctest runs it):
     /usr/bin/python3 tests/loadgen_test.py BUILD/server/rnn-server BUILD/client/rnn-loadgen MODEL_DIR
@@ -143,8 +145,8 @@ class LoadgenTest(unittest.TestCase):
         return bad
 
     def test_wrong_weights_are_caught_and_fail_the_run(self):
-        for transport in ("h2", "grpc"):
-            report, r = self.run_json("--concurrency=2", *SHORT, f"--transport={transport}",
+        for transport in ("--transport=h2", "--transport=grpc", "--streaming"):
+            report, r = self.run_json("--concurrency=2", *SHORT, transport,
                                       f"--weights={self.wrong_weights()}", expect=1)
             step = report["results"][0]
             self.assertEqual(step["errors"], {})
@@ -164,6 +166,52 @@ class LoadgenTest(unittest.TestCase):
         report, _ = self.run_json("--transport=grpc", "--rate=300", *SHORT,
                                   f"--weights={WEIGHTS}")
         self.assertClean(report["results"][0])
+
+    def test_streaming_closed_loop_verified(self):
+        report, r = self.run_json("--streaming", "--concurrency=1:16:x16", "--connections=2",
+                                  *SHORT, f"--weights={WEIGHTS}")
+        self.assertEqual(report["transport"], "stream")
+        self.assertIn("closed loop, transport stream", r.stderr)
+        self.assertEqual([s["concurrency"] for s in report["results"]], [1, 16])
+        for step in report["results"]:
+            self.assertClean(step)
+        report, _ = self.run_json("--streaming", "--concurrency=3", "--batch=5", *SHORT,
+                                  f"--weights={WEIGHTS}")
+        self.assertClean(report["results"][0])
+
+    def test_streaming_open_loop_keeps_its_rate(self):
+        report, _ = self.run_json("--streaming", "--rate=400", "--warmup=0.5", "--duration=3",
+                                  f"--weights={WEIGHTS}")
+        step = report["results"][0]
+        self.assertEqual(report["mode"], "open")
+        self.assertEqual(report["transport"], "stream")
+        self.assertClean(step)
+        self.assertTrue(step["rate_kept"], step)
+        self.assertAlmostEqual(step["throughput_rps"], 400, delta=0.05 * 400)
+        self.assertAlmostEqual(step["sent_rps"], 400, delta=0.05 * 400)
+
+    def test_streaming_sends_on_one_stream_per_connection(self):
+        # The server reads one request per stream at a time and lets the
+        # oldest queued request wait 20 ms for a batch to fill. On one
+        # stream every batch is then one row, on two streams two; unary
+        # calls, which no stream bound holds back, fill larger batches.
+        proc, target, metrics = start_server(SERVER, "--max_inflight_per_stream=1",
+                                             "--max_queue_delay_us=20000")
+        try:
+            def mean_batch(*args):
+                report, _ = self.run_json("--concurrency=8", "--warmup=0.3", "--duration=1",
+                                          f"--weights={WEIGHTS}",
+                                          f"--metrics_url=http://{metrics}/metrics", *args,
+                                          target=target)
+                self.assertClean(report["results"][0])
+                return report["results"][0]["server"]["batch_size"]
+            self.assertEqual(mean_batch("--streaming"), 1.0)
+            two = mean_batch("--streaming", "--connections=2")
+            self.assertGreater(two, 1.5)
+            self.assertLessEqual(two, 2.0)
+            self.assertGreaterEqual(mean_batch("--transport=grpc"), 4)
+        finally:
+            stop(proc)
 
     def test_interrupt_ends_the_run_with_its_reports(self):
         out = self.path("interrupted.json")
@@ -192,6 +240,15 @@ class LoadgenTest(unittest.TestCase):
             self.assertEqual(step["wrong"], 0)
             self.assertEqual(step["requests"], step["ok"] + step["errors"]["UNAVAILABLE"])
             report, _ = self.run_json(*args, "--allow_errors", target=target, expect=0)
+            # On a stream each refused request is an error answer naming its
+            # code; the stream stays open for the others.
+            report, _ = self.run_json("--streaming", "--connections=2", *args, target=target,
+                                      expect=1)
+            step = report["results"][0]
+            self.assertGreater(step["errors"].get("UNAVAILABLE", 0), 0)
+            self.assertGreater(step["ok"], 0)
+            self.assertEqual(step["wrong"], 0)
+            self.assertEqual(step["requests"], step["ok"] + step["errors"]["UNAVAILABLE"])
         finally:
             stop(proc)
 
@@ -199,11 +256,12 @@ class LoadgenTest(unittest.TestCase):
         # The server sends GOAWAY to connections older than 1 s; both
         # transports move new calls to a new connection and let the old one
         # finish its calls.
+        # A stream is one call: it keeps its connection until it ends.
         proc, target, _ = start_server(SERVER, "--max_connection_age_s=1", "--metrics_port=-1")
         try:
-            for transport in ("h2", "grpc"):
+            for transport in ("--transport=h2", "--transport=grpc", "--streaming"):
                 report, _ = self.run_json("--concurrency=8", "--connections=2", "--warmup=0",
-                                          "--duration=3.5", f"--transport={transport}",
+                                          "--duration=3.5", transport,
                                           f"--weights={WEIGHTS}", target=target)
                 self.assertClean(report["results"][0])
         finally:
@@ -356,9 +414,10 @@ class FrozenServerTest(unittest.TestCase):
         self.assertGreaterEqual(step["behind_schedule_us"]["max"], 0.8 * freeze_us)
 
     def test_deadlines_end_calls_to_a_frozen_server(self):
-        for transport in ("h2", "grpc"):
-            step = self.run_with_freeze("--concurrency=4", "--deadline_ms=100",
-                                        f"--transport={transport}", expect=1)
+        # On a stream the deadline is kept per request by the client.
+        for transport in ("--transport=h2", "--transport=grpc", "--streaming"):
+            step = self.run_with_freeze("--concurrency=4", "--deadline_ms=100", transport,
+                                        expect=1)
             # The four calls in flight when the server froze, at least.
             self.assertGreaterEqual(step["errors"].get("DEADLINE_EXCEEDED", 0), 4, transport)
             self.assertEqual(step["wrong"], 0)

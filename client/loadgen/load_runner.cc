@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/loadgen/grpc_transport.h"
 #include "client/loadgen/h2_transport.h"
+#include "client/loadgen/stream_transport.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -56,6 +57,18 @@ class Counter {
 };
 
 }  // namespace
+
+const char* TransportName(TransportKind kind) {
+  switch (kind) {
+    case TransportKind::kGrpc:
+      return "grpc";
+    case TransportKind::kH2:
+      return "h2";
+    case TransportKind::kStream:
+      return "stream";
+  }
+  return "?";
+}
 
 // One worker's cumulative figures; the worker writes, anyone reads.
 struct LoadRunner::Counters {
@@ -350,7 +363,7 @@ absl::StatusOr<std::unique_ptr<LoadRunner>> LoadRunner::Create(
 
 LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool)
     : options_(options), pool_(pool) {
-  if (options.transport != TransportKind::kGrpc) return;
+  if (options.transport == TransportKind::kH2) return;
   for (size_t t = 0; t < options.targets.size(); ++t) {
     for (int c = 0; c < options.connections; ++c) {
       grpc::ChannelArguments args;
@@ -363,15 +376,22 @@ LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool)
       args.SetInt("rnn.loadgen.connection", c);
       // The per-call work of gRPC's client stack is most of the generator's
       // cost (docs/benchmarks.md): a load generator never retries, and
-      // without a deadline it needs no deadline filter either.
+      // without a deadline it needs no deadline filter either (streams have
+      // none: the stream transport keeps deadlines per request itself).
       args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-      if (options.deadline <= absl::ZeroDuration()) {
+      if (options.deadline <= absl::ZeroDuration() ||
+          options.transport == TransportKind::kStream) {
         args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
       }
       channels_.push_back(
           grpc::CreateCustomChannel(ChannelTarget(options.targets[t]),
                                     grpc::InsecureChannelCredentials(), args));
-      stubs_.push_back(std::make_unique<grpc::GenericStub>(channels_.back()));
+      if (options.transport == TransportKind::kStream) {
+        clients_.push_back(
+            InferenceClient::Create(channels_.back(), ClientOptions()));
+      } else {
+        stubs_.push_back(std::make_unique<grpc::GenericStub>(channels_.back()));
+      }
     }
   }
 }
@@ -425,6 +445,24 @@ absl::StatusOr<StepResult> LoadRunner::RunStep(const StepPlan& plan,
       for (auto& stub : stubs_) stubs.push_back(stub.get());
       transport = std::make_unique<GrpcTransport>(
           std::move(stubs), options_.connections, pool_, options_.deadline);
+    } else if (options_.transport == TransportKind::kStream) {
+      // Each worker its own streams, on its share of the connections (or on
+      // one shared with other workers when there are fewer connections than
+      // workers).
+      std::vector<int> mine;
+      for (int c = i; c < options_.connections; c += workers) {
+        mine.push_back(c);
+      }
+      if (mine.empty()) mine.push_back(i % options_.connections);
+      std::vector<InferenceClient*> clients;
+      for (size_t t = 0; t < options_.targets.size(); ++t) {
+        for (int c : mine) {
+          clients.push_back(clients_[t * options_.connections + c].get());
+        }
+      }
+      connections = static_cast<int>(mine.size());
+      transport = std::make_unique<StreamTransport>(
+          std::move(clients), connections, pool_, options_.deadline);
     } else {
       // Each worker its own connections: --connections spread over them.
       connections = std::max(1, options_.connections / workers +

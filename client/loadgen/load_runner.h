@@ -10,10 +10,11 @@
 // many requests in flight, or no CPU), sends fall behind schedule and the
 // result says by how much.
 //
-// Each thread owns a transport (a gRPC completion queue, or its own HTTP/2
-// connections and epoll loop) and drives its share of the load from it
-// alone, with no thread hand-offs; calls are spread round-robin over the
-// targets and, within a target, over its HTTP/2 connections.
+// Each thread owns a transport (a gRPC completion queue, its own HTTP/2
+// connections and epoll loop, or its own ModelStreamInfer streams, whose
+// answers gRPC's threads queue for it) and drives its share of the load from
+// it alone; calls are spread round-robin over the targets and, within a
+// target, over its HTTP/2 connections.
 // Requests come pre-serialized from the RequestPool; answers are checked
 // against it after they arrive. Per-thread counters and histograms are
 // single-writer atomics, read without locks for the progress line and
@@ -52,6 +53,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/inference_client.h"
 #include "client/loadgen/load_plan.h"
 #include "client/loadgen/request_pool.h"
 #include "client/loadgen/step_result.h"
@@ -63,9 +65,13 @@ namespace rnn::loadgen {
 
 // How calls reach the wire (transport.h).
 enum class TransportKind {
-  kGrpc,  // gRPC's C++ library.
-  kH2,    // The gRPC protocol over nghttp2, as h2load.
+  kGrpc,    // gRPC's C++ library, a unary ModelInfer call per request.
+  kH2,      // The gRPC protocol over nghttp2, as h2load.
+  kStream,  // gRPC's C++ library, requests on ModelStreamInfer streams.
 };
+
+// "grpc", "h2" or "stream", as reports name them.
+const char* TransportName(TransportKind kind);
 
 struct RunnerOptions {
   // Default h2: it takes much less client CPU per call than gRPC's library
@@ -75,8 +81,9 @@ struct RunnerOptions {
   // "host:port" each (or any gRPC target URI). Calls go round-robin.
   std::vector<std::string> targets;
   // HTTP/2 connections to each target, over all threads (at least one per
-  // thread with the h2 transport). Default 1: one connection carries many
-  // streams, as gRPC clients usually do; h2load's -c is the same knob.
+  // thread with the h2 and stream transports; the stream transport keeps
+  // one ModelStreamInfer stream on each). Default 1: one connection carries
+  // many streams, as gRPC clients usually do; h2load's -c is the same knob.
   int connections = 1;
   // Completion-queue threads. Default 1: on a 2-core machine one thread
   // drives tens of thousands of calls per second and leaves the other core
@@ -155,10 +162,12 @@ class LoadRunner {
 
   const RunnerOptions options_;
   const RequestPool& pool_;
-  // gRPC transport: channels_[target * connections + connection], and a
-  // stub for each, shared by the workers.
+  // gRPC and stream transports: channels_[target * connections +
+  // connection], and a stub (gRPC) or a client (stream) for each, shared by
+  // the workers.
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
+  std::vector<std::unique_ptr<InferenceClient>> clients_;
   std::vector<std::unique_ptr<Worker>> workers_;  // The running step's.
 };
 

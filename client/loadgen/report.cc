@@ -170,6 +170,7 @@ std::string JsonReport(const RunInfo& run,
   j["model"] = run.model;
   j["model_version"] = run.model_version;
   j["mode"] = LoadModeName(run.mode);
+  j["transport"] = run.transport;
   if (run.mode == LoadMode::kOpen) j["arrivals"] = run.arrivals;
   j["batch"] = run.batch;
   j["inputs"] = run.inputs;

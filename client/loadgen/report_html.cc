@@ -644,6 +644,9 @@ void AppendRunInfo(std::string& out, const RunInfo& run, size_t step_count) {
   AppendInfoRow(out, "mode",
                 absl::StrCat(LoadModeName(run.mode), " loop, ", step_count,
                              step_count == 1 ? " step" : " steps"));
+  if (!run.transport.empty()) {
+    AppendInfoRow(out, "transport", Escape(run.transport));
+  }
   if (run.mode == LoadMode::kOpen || !run.arrivals.empty()) {
     AppendInfoRow(out, "arrivals", Escape(run.arrivals));
   }

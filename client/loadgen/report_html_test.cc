@@ -354,6 +354,7 @@ TEST(RenderHtmlReportTest, LargeLatencyColumnsSwitchToMilliseconds) {
 TEST(RenderHtmlReportTest, OpenLoopShowsTheScheduleAndFlagsAMissedRate) {
   RunInfo run = TestRun();
   run.mode = LoadMode::kOpen;
+  run.transport = "stream";
   run.arrivals = "poisson";
   std::vector<StepResult> steps = {Open(100, 200, 200), Open(250.5, 300, 200),
                                    Open(1000, 900, 200)};
@@ -374,6 +375,7 @@ TEST(RenderHtmlReportTest, OpenLoopShowsTheScheduleAndFlagsAMissedRate) {
   EXPECT_THAT(html, HasSubstr("<td class=\"c alert\">no</td>"));
   EXPECT_EQ(Count(html, "<tr class=\"step flagged\">"), 1);
   EXPECT_THAT(html, HasSubstr("<th>arrivals</th><td>poisson</td>"));
+  EXPECT_THAT(html, HasSubstr("<th>transport</th><td>stream</td>"));
   EXPECT_THAT(html, HasSubstr("intended send time"));
   // Chart points name the rate.
   EXPECT_THAT(html, HasSubstr(">250.5/s</text>"));

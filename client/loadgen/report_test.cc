@@ -46,6 +46,7 @@ RunInfo MakeRun(LoadMode mode) {
   run.targets = {"127.0.0.1:1", "127.0.0.1:2"};
   run.model = "rnn";
   run.mode = mode;
+  run.transport = "stream";
   run.arrivals = "poisson";
   run.batch = 4;
   run.command_line = "rnn-loadgen --rate=2000";
@@ -57,6 +58,7 @@ TEST(JsonReportTest, HoldsEveryDocumentedField) {
       nlohmann::json::parse(JsonReport(MakeRun(LoadMode::kOpen), {OpenStep()}));
   EXPECT_EQ(j["target"], "127.0.0.1:1,127.0.0.1:2");
   EXPECT_EQ(j["mode"], "open");
+  EXPECT_EQ(j["transport"], "stream");
   EXPECT_EQ(j["arrivals"], "poisson");
   ASSERT_EQ(j["results"].size(), 1u);
   const auto& r = j["results"][0];

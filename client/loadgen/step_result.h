@@ -102,6 +102,9 @@ struct RunInfo {
   std::vector<std::string> targets;
   std::string model, model_version;
   LoadMode mode = LoadMode::kClosed;
+  // How calls went out: "h2", "grpc" (unary calls) or "stream"
+  // (ModelStreamInfer streams).
+  std::string transport;
   std::string arrivals;  // Open loop: "constant" or "poisson".
   int batch = 1;
   std::string inputs;      // "random (seed 1)" or "eval set <path>".
