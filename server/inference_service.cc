@@ -6,27 +6,56 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 #include "server/status_util.h"
 
 namespace rnn {
 namespace {
 
-// One ModelInfer call. Lives until gRPC calls OnDone after Finish. Every
-// answer goes through FinishWith, which records the call's metrics.
+// One ModelInfer call, with its request and response messages. Lives until
+// gRPC calls OnDone after Finish. Every answer goes through FinishWith,
+// which serializes the response and records the call's metrics.
 class InferReactor final : public grpc::ServerUnaryReactor {
  public:
-  InferReactor(Batcher* batcher, Metrics* metrics)
-      : batcher_(batcher), metrics_(metrics), start_(absl::Now()) {
+  InferReactor(Batcher* batcher, Metrics* metrics, grpc::ByteBuffer* out)
+      : batcher_(batcher), metrics_(metrics), out_(out), start_(absl::Now()) {
     if (metrics_ != nullptr) metrics_->RequestStarted();
   }
 
   absl::Time start() const { return start_; }
+  inference::ModelInferRequest& request() { return request_; }
+  inference::ModelInferResponse& response() { return response_; }
+
+  // Parses the call's body into request().
+  absl::Status Parse(const grpc::ByteBuffer& body) {
+    // Copying a ByteBuffer shares its slices; the parse needs a mutable one.
+    grpc::ByteBuffer buffer(body);
+    const size_t bytes = buffer.Length();
+    if (!grpc::SerializationTraits<inference::ModelInferRequest>::Deserialize(
+             &buffer, &request_)
+             .ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the request body (", bytes,
+                       " bytes) is not a valid ModelInferRequest message"));
+    }
+    return absl::OkStatus();
+  }
 
   void FinishWith(const absl::Status& status) {
-    if (metrics_ != nullptr) {
-      metrics_->RequestFinished(status.code(), absl::Now() - start_);
+    grpc::Status result = ToGrpcStatus(status);
+    if (status.ok()) {
+      bool own_buffer;
+      result =
+          grpc::SerializationTraits<inference::ModelInferResponse>::Serialize(
+              response_, out_, &own_buffer);
     }
-    Finish(ToGrpcStatus(status));
+    if (metrics_ != nullptr) {
+      metrics_->RequestFinished(
+          static_cast<absl::StatusCode>(result.error_code()),
+          absl::Now() - start_);
+    }
+    Finish(result);
   }
 
   void OnCancel() override {
@@ -41,8 +70,11 @@ class InferReactor final : public grpc::ServerUnaryReactor {
  private:
   Batcher* const batcher_;
   Metrics* const metrics_;
+  grpc::ByteBuffer* const out_;  // gRPC's, for the serialized response.
   const absl::Time start_;
   std::atomic<bool> cancelled_{false};
+  inference::ModelInferRequest request_;
+  inference::ModelInferResponse response_;
   DecodedRequest decoded_;  // Holds the rows' aligned copy, if one was made.
 };
 
@@ -139,10 +171,9 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(
-    grpc::CallbackServerContext* context,
-    const inference::ModelInferRequest* request,
-    inference::ModelInferResponse* response) {
-  auto* reactor = new InferReactor(batcher_, metrics_);
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* body,
+    grpc::ByteBuffer* out) {
+  auto* reactor = new InferReactor(batcher_, metrics_, out);
   last_arrival_ns_.store(absl::ToUnixNanos(reactor->start()),
                          std::memory_order_relaxed);
   if (!state_->serving()) {
@@ -153,6 +184,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
         ")")));
     return reactor;
   }
+  if (absl::Status s = reactor->Parse(*body); !s.ok()) {
+    reactor->FinishWith(s);
+    return reactor;
+  }
+  const inference::ModelInferRequest* request = &reactor->request();
+  inference::ModelInferResponse* response = &reactor->response();
   DecodedRequest& decoded = reactor->decoded();
   if (absl::Status s = DecodeRequest(signature_, *request, decoded); !s.ok()) {
     reactor->FinishWith(s);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "proto/grpc_predict_v2.grpc.pb.h"
 #include "server/batching/batch_queue.h"
 #include "server/batching/batcher.h"
@@ -34,8 +35,13 @@
 
 namespace rnn {
 
+// ModelInfer is registered raw (ByteBuffer in and out) so that the service
+// parses the request itself: gRPC's own parse failure answers UNIMPLEMENTED
+// with an empty message and never reaches the service, where a malformed
+// body deserves INVALID_ARGUMENT, counted like any other bad request.
 class InferenceService final
-    : public inference::GRPCInferenceService::CallbackService {
+    : public inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
+          inference::GRPCInferenceService::CallbackService> {
  public:
   // What the service reports (ModelConfig) and enforces beyond the batcher.
   struct Options {
@@ -86,10 +92,9 @@ class InferenceService final
       grpc::CallbackServerContext* context,
       const inference::ModelMetadataRequest* request,
       inference::ModelMetadataResponse* response) override;
-  grpc::ServerUnaryReactor* ModelInfer(
-      grpc::CallbackServerContext* context,
-      const inference::ModelInferRequest* request,
-      inference::ModelInferResponse* response) override;
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
   grpc::ServerBidiReactor<inference::ModelInferRequest,
                           inference::ModelStreamInferResponse>*

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 import grpc
 import h2.config
@@ -115,7 +116,7 @@ class Http2Client:
 
 class HostileTest(unittest.TestCase):
     def setUp(self):
-        self.proc, self.address, _ = start_server(SERVER, f"--model={WEIGHTS}")
+        self.proc, self.address, self.metrics = start_server(SERVER, f"--model={WEIGHTS}")
         self.addCleanup(self.proc.stdout.close)
         self.addCleanup(self.proc.wait, 10)
         self.addCleanup(self.proc.terminate)
@@ -126,6 +127,18 @@ class HostileTest(unittest.TestCase):
             answer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
                 infer_request(2), timeout=10)
         self.assertGreater(len(answer), 2 * 10 * 4)
+
+    def test_malformed_body_is_invalid_argument_and_counted(self):
+        with grpc.insecure_channel(self.address) as channel:
+            rpc = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with self.assertRaises(grpc.RpcError) as caught:
+                rpc(b"\xff\xff\xff\xff not a protobuf", timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("not a valid ModelInferRequest", caught.exception.details())
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10) as r:
+            page = r.read().decode()
+        self.assertIn('rnn_requests_total{model="rnn",version="1",code="INVALID_ARGUMENT"} 1\n',
+                      page)
 
     def test_server_announces_its_stream_limit(self):
         client = Http2Client(self.port)
