@@ -23,6 +23,17 @@ class InferReactor final : public grpc::ServerUnaryReactor {
     if (metrics_ != nullptr) metrics_->RequestStarted();
   }
 
+  ~InferReactor() override {
+    if (admitted_ != nullptr)
+      admitted_->fetch_sub(1, std::memory_order_release);
+  }
+
+  // Counts the call in `admitted` until it is done.
+  void Admit(std::atomic<int64_t>* admitted) {
+    admitted_ = admitted;
+    admitted_->fetch_add(1, std::memory_order_acq_rel);
+  }
+
   absl::Time start() const { return start_; }
   inference::ModelInferRequest& request() { return request_; }
   inference::ModelInferResponse& response() { return response_; }
@@ -71,6 +82,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   Batcher* const batcher_;
   Metrics* const metrics_;
   grpc::ByteBuffer* const out_;  // gRPC's, for the serialized response.
+  std::atomic<int64_t>* admitted_ = nullptr;
   const absl::Time start_;
   std::atomic<bool> cancelled_{false};
   inference::ModelInferRequest request_;
@@ -176,6 +188,9 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
   auto* reactor = new InferReactor(batcher_, metrics_, out);
   last_arrival_ns_.store(absl::ToUnixNanos(reactor->start()),
                          std::memory_order_relaxed);
+  // Counted before the check, so that a drain which has seen the state
+  // change and then no admitted call cannot miss one admitted in between.
+  reactor->Admit(&admitted_);
   if (!state_->serving()) {
     reactor->FinishWith(absl::UnavailableError(absl::StrCat(
         "model '", signature_.name, "' is not ready (server ",
@@ -217,6 +232,17 @@ void InferenceService::AwaitQuiet(absl::Duration quiet, absl::Time deadline) {
     if (now - last >= quiet) return;
     absl::SleepFor(std::min(quiet - (now - last), deadline - now));
   }
+}
+
+bool InferenceService::AwaitAdmittedAnswered(absl::Time deadline) {
+  // Calls refused while draining are counted for a moment too; they are
+  // answered at once, so the count still reaches zero between them.
+  while (admitted_.load(std::memory_order_acquire) > 0 ||
+         streams_.open_streams() > 0) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Microseconds(500));
+  }
+  return true;
 }
 
 grpc::ServerBidiReactor<inference::ModelInferRequest,

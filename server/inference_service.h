@@ -72,6 +72,11 @@ class InferenceService final
   // that reach it after it started.
   void AwaitQuiet(absl::Duration quiet, absl::Time deadline);
 
+  // Waits until every ModelInfer call admitted while serving has been
+  // answered and every stream has ended (call DrainStreams first), or until
+  // `deadline`; true when none is left.
+  bool AwaitAdmittedAnswered(absl::Time deadline);
+
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
       const inference::ServerLiveRequest* request,
@@ -167,6 +172,8 @@ class InferenceService final
   StreamRegistry streams_;
   // When the last ModelInfer call arrived, in Unix nanoseconds.
   std::atomic<int64_t> last_arrival_ns_{0};
+  // ModelInfer calls admitted (the server was serving) and not yet done.
+  std::atomic<int64_t> admitted_{0};
 };
 
 }  // namespace rnn

@@ -7,8 +7,10 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -123,6 +125,7 @@ void Listener::AcceptLoop() {
       if (fd >= 0) {
         const int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        Remember(fd);
         on_connection_(fd);
         continue;
       }
@@ -132,6 +135,34 @@ void Listener::AcceptLoop() {
         poll(nullptr, 0, kShedPauseMs);
       }
       break;  // EAGAIN: nothing more waits; or a pause after shedding.
+    }
+  }
+}
+
+void Listener::Remember(int fd) {
+  struct stat st = {};
+  if (fstat(fd, &st) != 0) return;
+  // Forget connections whose descriptor no longer names their socket, so
+  // the list stays about as long as the open connections; pruned when it
+  // has doubled, so each accept costs O(1) fstat calls on average.
+  if (connections_.size() >= 2 * pruned_size_ + 64) {
+    connections_.erase(std::remove_if(connections_.begin(), connections_.end(),
+                                      [](const std::pair<int, ino_t>& c) {
+                                        struct stat now = {};
+                                        return fstat(c.first, &now) != 0 ||
+                                               now.st_ino != c.second;
+                                      }),
+                       connections_.end());
+    pruned_size_ = connections_.size();
+  }
+  connections_.emplace_back(fd, st.st_ino);
+}
+
+void Listener::ShutdownConnections() {
+  for (const auto& [fd, inode] : connections_) {
+    struct stat st = {};
+    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == inode) {
+      shutdown(fd, SHUT_RDWR);
     }
   }
 }

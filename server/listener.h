@@ -26,12 +26,15 @@
 #ifndef RNN_SERVER_LISTENER_H_
 #define RNN_SERVER_LISTENER_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -64,9 +67,17 @@ class Listener {
   // Connections refused because the process was out of descriptors.
   int64_t shed() const { return shed_.load(std::memory_order_relaxed); }
 
+  // Shuts down (both directions) every connection handed over that is
+  // still open, so that its client sees the connection end — and retries
+  // elsewhere with UNAVAILABLE — rather than a call cancelled by the
+  // server's shutdown. For the end of a drain, once every admitted call is
+  // answered. Call after Stop.
+  void ShutdownConnections();
+
  private:
   Listener(int listen_fd, int wake_fd, int port);
   void AcceptLoop();
+  void Remember(int fd);
   // Out of descriptors: accept and close what waits, with the reserve.
   void Shed();
 
@@ -77,6 +88,12 @@ class Listener {
   std::function<void(int)> on_connection_;
   std::thread thread_;
   bool stopped_ = false;
+  // Each connection handed over: its descriptor and its socket's inode,
+  // which tells whether the descriptor still names that socket (gRPC closes
+  // it when the connection ends, and the number is then reused). Written
+  // by the accept thread only, read after Stop joined it.
+  std::vector<std::pair<int, ino_t>> connections_;
+  size_t pruned_size_ = 0;
   std::atomic<int64_t> shed_{0};
 };
 

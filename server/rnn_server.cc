@@ -27,10 +27,9 @@ namespace rnn {
 namespace {
 
 // A drain's wait for calls in transit (RnnServer::Shutdown): done after this
-// long without an arrival, or after kMaxDrainLinger at most. On loopback and
+// long without an arrival, or after half the grace at most. On loopback and
 // within a cluster, a call in transit arrives within a few milliseconds.
 constexpr absl::Duration kDrainQuiet = absl::Milliseconds(50);
-constexpr absl::Duration kMaxDrainLinger = absl::Seconds(1);
 
 // A model instance as the batcher sees it.
 class ModelExecutor final : public BatchExecutor {
@@ -372,10 +371,18 @@ void RnnServer::Shutdown(absl::Duration grace) {
     // (CANCELLED, though their clients cancelled nothing). Until arrivals
     // pause, the service answers them itself: UNAVAILABLE, which clients
     // retry elsewhere. Under steady load arrivals do not pause; then this
-    // lasts kMaxDrainLinger.
+    // lasts half the grace.
     service_->AwaitQuiet(kDrainQuiet,
-                         std::min(deadline, absl::Now() + kMaxDrainLinger));
-    if (listener_ != nullptr) listener_->Stop();
+                         absl::Now() + (deadline - absl::Now()) / 2);
+    if (listener_ != nullptr) {
+      // Plaintext: end the connections ourselves once every admitted call
+      // is answered. A call still arriving then meets a closed connection,
+      // which its client reports as UNAVAILABLE and retries elsewhere;
+      // gRPC's Shutdown would have cancelled it instead.
+      listener_->Stop();
+      service_->AwaitAdmittedAnswered(deadline);
+      listener_->ShutdownConnections();
+    }
     server_->Shutdown(absl::ToChronoTime(deadline));
   }
   if (batcher_ != nullptr) batcher_->Stop();
