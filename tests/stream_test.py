@@ -31,31 +31,17 @@ import urllib.request
 
 import grpc
 import numpy as np
-from grpc_tools import protoc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model"))
 from safetensors_io import read_safetensors  # noqa: E402
 
 sys.path.insert(0, HERE)
-from testlib import numpy_forward, start_server  # noqa: E402
+from testlib import compile_stubs, numpy_forward, start_server  # noqa: E402
 
 SERVER, WEIGHTS, PROTO_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
 T, C = 20, 100
 RSS_GROWTH_LIMIT = 64 << 20
-
-
-def compile_stubs(tmp):
-    """The project's proto compiled for Python into `tmp`; returns (pb, pb_grpc)."""
-    rc = protoc.main(["protoc", f"-I{PROTO_DIR}", f"--python_out={tmp}",
-                      f"--grpc_python_out={tmp}",
-                      os.path.join(PROTO_DIR, "model_config.proto"),
-                      os.path.join(PROTO_DIR, "grpc_predict_v2.proto")])
-    assert rc == 0, "protoc failed"
-    sys.path.insert(0, tmp)
-    import grpc_predict_v2_pb2 as pb  # noqa: E402
-    import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
-    return pb, pb_grpc
 
 
 def rss_bytes(pid):
@@ -89,7 +75,7 @@ class StreamTestBase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.pb, cls.pb_grpc = compile_stubs(cls.tmp.name)
+        cls.pb, cls.pb_grpc = compile_stubs(PROTO_DIR, cls.tmp.name)
 
     @classmethod
     def tearDownClass(cls):

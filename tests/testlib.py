@@ -4,9 +4,11 @@ loopback ports, hand-encoded ModelInferRequest bytes, and the numpy float64
 forward pass used as an oracle independent of the C++.
 """
 
+import os
 import re
 import socket
 import subprocess
+import sys
 
 import numpy as np
 
@@ -34,6 +36,21 @@ def start_server(binary, *flags):
         if grpc_address and (metrics_address or not has_metrics):
             return proc, grpc_address, metrics_address
     raise RuntimeError("rnn-server did not start:\n" + "".join(seen))
+
+
+def compile_stubs(proto_dir, tmp):
+    """The project's proto (proto_dir) compiled for Python into `tmp`;
+    returns the modules (pb, pb_grpc)."""
+    from grpc_tools import protoc
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={tmp}",
+                      f"--grpc_python_out={tmp}",
+                      os.path.join(proto_dir, "model_config.proto"),
+                      os.path.join(proto_dir, "grpc_predict_v2.proto")])
+    assert rc == 0, "protoc failed"
+    sys.path.insert(0, tmp)
+    import grpc_predict_v2_pb2 as pb
+    import grpc_predict_v2_pb2_grpc as pb_grpc
+    return pb, pb_grpc
 
 
 def free_port():
