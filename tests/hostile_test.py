@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import grpc
@@ -163,6 +164,42 @@ class HostileTest(unittest.TestCase):
         # stream); at most 100 a connection were ever held.
         self.assertLess(rss_mib(self.proc.pid) - before, 96)
         self.assert_good_client_served()
+
+
+class ExposureTest(unittest.TestCase):
+    """What listens where: --metrics_host apart from --host, and /metrics
+    serving only GET /metrics."""
+
+    def test_metrics_on_its_own_address_and_read_only(self):
+        proc = subprocess.Popen(
+            [SERVER, f"--model={WEIGHTS}", "--host=127.0.0.1", "--grpc_port=0",
+             "--metrics_host=127.0.0.2", "--metrics_port=0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.wait, 10)
+        self.addCleanup(proc.terminate)
+        metrics = None
+        for line in proc.stdout:
+            if "metrics on http://" in line:
+                metrics = line.split("http://")[1].split("/")[0]
+                break
+        self.assertIsNotNone(metrics)
+        host, port = metrics.rsplit(":", 1)
+        self.assertEqual(host, "127.0.0.2")
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as r:
+            self.assertIn("rnn_requests_total", r.read().decode())
+        # Not on the gRPC address.
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
+        # Nothing but GET /metrics.
+        for path, method in (("/", "GET"), ("/etc/passwd", "GET"),
+                             ("/metrics/../../etc/passwd", "GET"), ("/metrics", "POST"),
+                             ("/metrics", "PUT"), ("/metrics", "DELETE")):
+            request = urllib.request.Request(f"http://{metrics}{path}", method=method,
+                                             data=b"x" if method != "GET" else None)
+            with self.assertRaises(urllib.error.HTTPError, msg=f"{method} {path}") as caught:
+                urllib.request.urlopen(request, timeout=5)
+            self.assertIn(caught.exception.code, (404, 405), f"{method} {path}")
 
 
 class DescriptorExhaustionTest(unittest.TestCase):
