@@ -49,17 +49,79 @@ absl::StatusOr<std::string> ChannelTarget(
   return absl::StrCat(v6 ? "ipv6:" : "ipv4:", absl::StrJoin(targets, ","));
 }
 
+// The host of "host:port" or "[v6]:port".
+std::string Host(const std::string& target) {
+  const size_t colon = target.rfind(':');
+  if (absl::StartsWith(target, "[")) {
+    const size_t close = target.find(']');
+    return target.substr(1, close == std::string::npos ? close : close - 1);
+  }
+  return colon == std::string::npos ? target : target.substr(0, colon);
+}
+
+// gRPC's service config: round_robin over every address, and with
+// `max_attempts` > 1 health checking and a retry policy for UNAVAILABLE on
+// the inference and health services, but not on ModelStreamInfer (the more
+// specific name wins), per ClientOptions::max_attempts.
+std::string ServiceConfig(int max_attempts) {
+  std::string config = R"({"loadBalancingConfig": [{"round_robin": {}}])";
+  if (max_attempts > 1) {
+    absl::StrAppend(&config, R"(,
+    "healthCheckConfig": {"serviceName": "inference.GRPCInferenceService"},
+    "methodConfig": [{
+      "name": [{"service": "inference.GRPCInferenceService"},
+               {"service": "grpc.health.v1.Health"}],
+      "retryPolicy": {
+        "maxAttempts": )",
+                    max_attempts, R"(,
+        "initialBackoff": "0.05s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"]
+      }
+    }, {
+      "name": [{"service": "inference.GRPCInferenceService",
+                "method": "ModelStreamInfer"}]
+    }])");
+  }
+  absl::StrAppend(&config, "}");
+  return config;
+}
+
+// Requests up to the server's default size limit can be retried.
+constexpr int kRetryBufferBytes = 16 << 20;
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<InferenceClient>> InferenceClient::Create(
     const ClientOptions& options) {
   absl::StatusOr<std::string> target = ChannelTarget(options.targets);
   if (!target.ok()) return target.status();
+  if (options.max_attempts < 1 || options.max_attempts > 5) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_attempts must be in [1, 5] (gRPC's limit); was ",
+                     options.max_attempts));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
   grpc::ChannelArguments args;
-  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetServiceConfigJSON(ServiceConfig(options.max_attempts));
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  return Create(grpc::CreateCustomChannel(
-                    *target, grpc::InsecureChannelCredentials(), args),
+  if (options.max_attempts > 1) {
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+    args.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, kRetryBufferBytes);
+  }
+  if (options.tls.on()) {
+    // With several targets the channel's authority is the whole address
+    // list, which no certificate names.
+    const std::string name =
+        !options.tls.server_name.empty() ? options.tls.server_name
+        : options.targets.size() > 1     ? Host(options.targets[0])
+                                         : "";
+    if (!name.empty()) args.SetSslTargetNameOverride(name);
+  }
+  return Create(grpc::CreateCustomChannel(*target, *credentials, args),
                 options);
 }
 

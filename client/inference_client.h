@@ -22,6 +22,12 @@
 // (OpenStream, model_stream.h) have none unless StreamOptions sets one.
 // Errors come back as absl::Status with the server's code and message.
 //
+// Replicas: with several targets and ClientOptions::max_attempts > 1, a call
+// answered UNAVAILABLE — its replica was killed or is draining, or it was
+// refused a connection — is retried by gRPC on the next replica, so losing a
+// replica loses no call (tests/replica_failure_test.cc). TLS and mutual TLS:
+// ClientOptions::tls (channel_credentials.h).
+//
 // Thread-safety: all methods may be called concurrently.
 #ifndef RNN_CLIENT_INFERENCE_CLIENT_H_
 #define RNN_CLIENT_INFERENCE_CLIENT_H_
@@ -36,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/channel_credentials.h"
 #include "client/model_stream.h"
 #include "grpcpp/channel.h"
 #include "proto/grpc_predict_v2.grpc.pb.h"
@@ -53,6 +60,34 @@ struct ClientOptions {
   absl::Duration deadline = absl::Seconds(10);
   // Largest response accepted, in bytes.
   int max_receive_message_bytes = 64 << 20;
+  // Plaintext, TLS or mutual TLS (channel_credentials.h). Default plaintext,
+  // as rnn-server serves unless given a certificate.
+  TlsOptions tls;
+  // Attempts per call, the first included, when the answer is UNAVAILABLE
+  // (a replica killed, draining, refusing connections, or its queue full):
+  // gRPC's retry policy on every method but ModelStreamInfer (all of them
+  // read-only or, as inference, idempotent, so a retry does no harm), within
+  // the call's one deadline, after a jittered backoff (up to 50 ms, doubling
+  // to at most 1 s); each attempt is balanced round-robin anew, so it goes to
+  // another replica. Requests up to 16 MiB (the server's default limit) are
+  // kept for retrying until their answer starts. Streams are not retried:
+  // gRPC would keep every request written until the first answer, and a
+  // stream already answering cannot be retried anyway. At most 5 (gRPC's
+  // limit).
+  // Above 1 this also turns on gRPC's client-side health checking: the
+  // channel watches each replica's grpc.health.v1 status for
+  // inference.GRPCInferenceService and sends calls only to replicas SERVING,
+  // so a draining replica gets no new calls. Without it round_robin keeps
+  // sending a draining replica its share, which it answers UNAVAILABLE until
+  // arrivals pause, and a call can draw it on every attempt: 1 to 4 calls in
+  // 2400 were lost so in tests/replica_failure_test.cc. (So with retries on,
+  // a client of one server that is starting or draining gets UNAVAILABLE
+  // from every call, Health() included, rather than NOT_SERVING.)
+  // Default 1, no retries: UNAVAILABLE also means a replica's queue is full,
+  // and retrying an overloaded fleet multiplies its load; and callers that
+  // measure or test the server (rnn-loadgen, the tests) must see its own
+  // answers. With several replicas, 3 rides out losing one.
+  int max_attempts = 1;
 };
 
 // One inference call's input: N sequences of one FP32 input tensor.
@@ -81,10 +116,13 @@ struct InferOutput {
 
 class InferenceClient {
  public:
+  // InvalidArgument for no or mixed targets, max_attempts out of [1, 5],
+  // or unusable TLS options (channel_credentials.h); connecting is left to
+  // the first call.
   static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
       const ClientOptions& options);
   // A client over a channel the caller made (for channel arguments of its
-  // own); options.targets is not used.
+  // own); options.targets, tls and max_attempts are not used.
   static std::unique_ptr<InferenceClient> Create(
       std::shared_ptr<grpc::Channel> channel, const ClientOptions& options);
 

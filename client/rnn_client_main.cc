@@ -9,9 +9,14 @@
 //   rnn-client infer --eval_set            # the bundled labelled eval set
 //   rnn-client infer --input=batch.npy     # float32/64 [N, T, C] or [T, C]
 //   rnn-client infer --eval_set --json     # machine-readable
+//   rnn-client --tls_ca_file=ca.pem health # over TLS (mutual: add
+//                                          # --tls_cert_file, --tls_key_file)
+//   rnn-client --target=A,B,C --max_attempts=3 infer --random=4
+//                                          # replicas, retried on UNAVAILABLE
 //
 // The input's shape is taken from the server's ModelMetadata. Exits 0 on
-// success, 1 with the server's status on an error, 2 on bad usage.
+// success, 1 with the server's status on an error (or an unreadable TLS
+// file), 2 on bad usage.
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -54,6 +59,24 @@ ABSL_FLAG(uint32_t, seed, 1, "infer: seed for --random");
 ABSL_FLAG(bool, typed, false,
           "infer: send contents.fp32_contents instead of raw_input_contents");
 ABSL_FLAG(bool, json, false, "Print JSON instead of a table");
+ABSL_FLAG(bool, tls, false,
+          "Speak TLS, trusting the system's CA roots unless --tls_ca_file "
+          "is given (any --tls_*_file flag turns TLS on too)");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA certificates the server's certificate must chain to; "
+          "turns TLS on");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate chain for mutual TLS (with "
+          "--tls_key_file); turns TLS on");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file; turns TLS on");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must hold; default the target's "
+          "host (with several targets, the first's)");
+ABSL_FLAG(int, max_attempts, 1,
+          "Attempts per call, the first included, when the answer is "
+          "UNAVAILABLE (a replica gone, draining or full), each on the next "
+          "target; 1 to 5, 1: no retries");
 
 namespace {
 
@@ -590,6 +613,24 @@ int main(int argc, char** argv) {
   rnn::ClientOptions options;
   options.targets = absl::StrSplit(absl::GetFlag(FLAGS_target), ',');
   options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  if (options.max_attempts < 1 || options.max_attempts > 5) {
+    return Usage(absl::StrCat("--max_attempts must be in [1, 5]; was ",
+                              options.max_attempts));
+  }
+  options.tls.enabled = absl::GetFlag(FLAGS_tls);
+  options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (options.tls.cert_file.empty() != options.tls.key_file.empty()) {
+    return Usage(
+        "--tls_cert_file and --tls_key_file go together: give both (mutual "
+        "TLS) or neither");
+  }
+  if (!options.tls.server_name.empty() && !options.tls.on()) {
+    return Usage("--tls_server_name needs TLS (--tls or a --tls_*_file flag)");
+  }
   absl::StatusOr<std::unique_ptr<rnn::InferenceClient>> client =
       rnn::InferenceClient::Create(options);
   if (!client.ok()) return Fail(client.status());

@@ -7,6 +7,8 @@
 //   rnn-loadgen --target=10.0.0.1:8001,10.0.0.2:8001 --concurrency=32
 //       --duration=10
 //   rnn-loadgen --streaming --connections=4 --concurrency=64
+//   rnn-loadgen --transport=grpc --tls_ca_file=ca.pem --tls_cert_file=c.pem
+//       --tls_key_file=c.key
 //
 // Closed loop (--concurrency) or open loop (--rate), each a single value or a
 // sweep; every answer can be checked against expected probabilities or
@@ -109,6 +111,21 @@ ABSL_FLAG(int, threads, 1,
 ABSL_FLAG(int, connections, 1, "HTTP/2 connections per target");
 ABSL_FLAG(int, max_inflight, 10000,
           "Open loop: most requests in flight; beyond, sends fall behind");
+ABSL_FLAG(bool, tls, false,
+          "Speak TLS (with --transport=grpc or --streaming), trusting the "
+          "system's CA roots unless --tls_ca_file is given; any --tls_*_file "
+          "flag turns TLS on too");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA certificates the servers' certificates must chain to; "
+          "turns TLS on");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate chain for mutual TLS (with "
+          "--tls_key_file); turns TLS on");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file; turns TLS on");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the servers' certificates must hold; default each target's "
+          "host");
 
 namespace {
 
@@ -163,6 +180,7 @@ struct Model {
 
 // Reads the model's shape from every target's ModelMetadata; they must agree.
 absl::StatusOr<Model> Describe(const std::vector<std::string>& targets,
+                               const rnn::TlsOptions& tls,
                                const std::string& model,
                                const std::string& version) {
   Model m;
@@ -170,6 +188,7 @@ absl::StatusOr<Model> Describe(const std::vector<std::string>& targets,
     rnn::ClientOptions options;
     options.targets = {target};
     options.deadline = absl::Seconds(10);
+    options.tls = tls;
     auto client = rnn::InferenceClient::Create(options);
     if (!client.ok()) return client.status();
     absl::StatusOr<inference::ModelMetadataResponse> meta =
@@ -217,8 +236,8 @@ int main(int argc, char** argv) {
       "Load generator for rnn-server (and any Open Inference Protocol "
       "server).\nUsage: rnn-loadgen [--target=host:port] "
       "[--concurrency=N|A:B:xF|A:B:+D | --rate=R|A:B:+D] [--verify "
-      "--weights=PATH] [--transport=h2|grpc | --streaming] [--json=F "
-      "--csv=F --html=F]");
+      "--weights=PATH] [--transport=h2|grpc | --streaming] [--tls_ca_file=F "
+      "[--tls_cert_file=F --tls_key_file=F]] [--json=F --csv=F --html=F]");
   // Abseil's debug deadlock detector (on in Debian's build) costs a few
   // percent of the generator's CPU: gRPC makes an absl::Mutex per call.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -306,11 +325,30 @@ int main(int argc, char** argv) {
   const std::vector<std::string> targets =
       absl::StrSplit(absl::GetFlag(FLAGS_target), ',', absl::SkipWhitespace());
   if (targets.empty()) return Usage("--target is empty");
+  rnn::TlsOptions tls;
+  tls.enabled = absl::GetFlag(FLAGS_tls);
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (tls.on() && transport == "h2" && !streaming) {
+    return Usage(
+        "TLS needs --transport=grpc or --streaming: the h2 transport (the "
+        "default) speaks plaintext TCP only");
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return Usage(
+        "--tls_cert_file and --tls_key_file go together: give both (mutual "
+        "TLS) or neither");
+  }
+  if (!tls.server_name.empty() && !tls.on()) {
+    return Usage("--tls_server_name needs TLS (--tls or a --tls_*_file flag)");
+  }
 
   // The model, the inputs and the expected answers.
   const std::string model = absl::GetFlag(FLAGS_model);
   const std::string version = absl::GetFlag(FLAGS_model_version);
-  absl::StatusOr<Model> shape = Describe(targets, model, version);
+  absl::StatusOr<Model> shape = Describe(targets, tls, model, version);
   if (!shape.ok()) return Fail(std::string(shape.status().message()));
   const int64_t per_row = shape->t * shape->c;
 
@@ -375,6 +413,7 @@ int main(int argc, char** argv) {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
   options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  options.tls = tls;
   absl::StatusOr<std::unique_ptr<lg::LoadRunner>> runner =
       lg::LoadRunner::Create(options, **pool);
   if (!runner.ok()) return Fail(std::string(runner.status().message()));

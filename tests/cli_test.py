@@ -149,6 +149,17 @@ class CliTest(unittest.TestCase):
         self.assertEqual(out["results"][3]["label"], 0)
         self.assertAlmostEqual(out["accuracy"], sum(right) / 8, delta=1e-6)
 
+    def test_max_attempts_retries_over_the_targets(self):
+        # A second target nobody listens on: calls go to the live one.
+        r = self.client("--max_attempts=3", "infer", "--random=2", "--json",
+                        target=f"{self.target},127.0.0.1:1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)["results"]), 2)
+        for bad in ("0", "6"):
+            r = self.client(f"--max_attempts={bad}", "health")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(f"--max_attempts must be in [1, 5]; was {bad}", r.stderr)
+
     def test_errors_exit_non_zero_with_the_reason(self):
         bad = os.path.join(self.tmp.name, "bad.npy")
         np.save(bad, np.zeros((2, 20, 99), np.float32))

@@ -358,10 +358,20 @@ absl::StatusOr<std::unique_ptr<LoadRunner>> LoadRunner::Create(
     return absl::InvalidArgumentError(
         "connections, threads and max_inflight must be at least 1");
   }
-  return std::unique_ptr<LoadRunner>(new LoadRunner(options, pool));
+  if (options.tls.on() && options.transport == TransportKind::kH2) {
+    return absl::InvalidArgumentError(
+        "TLS needs the grpc or stream transport: h2 speaks plaintext TCP "
+        "only");
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  return std::unique_ptr<LoadRunner>(
+      new LoadRunner(options, pool, *std::move(credentials)));
 }
 
-LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool)
+LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials)
     : options_(options), pool_(pool) {
   if (options.transport == TransportKind::kH2) return;
   for (size_t t = 0; t < options.targets.size(); ++t) {
@@ -374,6 +384,9 @@ LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool)
       // Service): calls spread over all of them.
       args.SetLoadBalancingPolicyName("round_robin");
       args.SetInt("rnn.loadgen.connection", c);
+      if (!options.tls.server_name.empty()) {
+        args.SetSslTargetNameOverride(options.tls.server_name);
+      }
       // The per-call work of gRPC's client stack is most of the generator's
       // cost (docs/benchmarks.md): a load generator never retries, and
       // without a deadline it needs no deadline filter either (streams have
@@ -383,9 +396,8 @@ LoadRunner::LoadRunner(const RunnerOptions& options, const RequestPool& pool)
           options.transport == TransportKind::kStream) {
         args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
       }
-      channels_.push_back(
-          grpc::CreateCustomChannel(ChannelTarget(options.targets[t]),
-                                    grpc::InsecureChannelCredentials(), args));
+      channels_.push_back(grpc::CreateCustomChannel(
+          ChannelTarget(options.targets[t]), credentials, args));
       if (options.transport == TransportKind::kStream) {
         clients_.push_back(
             InferenceClient::Create(channels_.back(), ClientOptions()));

@@ -53,6 +53,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/channel_credentials.h"
 #include "client/inference_client.h"
 #include "client/loadgen/load_plan.h"
 #include "client/loadgen/request_pool.h"
@@ -97,6 +98,9 @@ struct RunnerOptions {
   // server holds, low enough to bound memory when a server stalls.
   int max_inflight = 10000;
   int max_receive_message_bytes = 64 << 20;
+  // TLS or mutual TLS (client/channel_credentials.h), with the grpc and
+  // stream transports only: h2 speaks plaintext TCP. Default plaintext.
+  TlsOptions tls;
 };
 
 struct StepPlan {
@@ -140,6 +144,8 @@ class LoadRunner {
     const std::atomic<bool>* interrupt = nullptr;
   };
 
+  // InvalidArgument for no targets, counts below 1, TLS with the h2
+  // transport, or unusable TLS files.
   static absl::StatusOr<std::unique_ptr<LoadRunner>> Create(
       const RunnerOptions& options, const RequestPool& pool);
   ~LoadRunner();
@@ -157,7 +163,8 @@ class LoadRunner {
   struct Snapshot;
   class Worker;
 
-  LoadRunner(const RunnerOptions& options, const RequestPool& pool);
+  LoadRunner(const RunnerOptions& options, const RequestPool& pool,
+             std::shared_ptr<grpc::ChannelCredentials> credentials);
   Snapshot TakeSnapshot() const;
 
   const RunnerOptions options_;
