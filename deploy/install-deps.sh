@@ -38,10 +38,12 @@ BUILD="
 # generic client, h2load, a real Prometheus, Chromium for the report
 # screenshot, clang for the thread-safety analysis (make thread-safety),
 # openssl for the TLS tests' throwaway certificates, python3-h2 for the
-# hostile HTTP/2 clients.
+# hostile HTTP/2 clients, clang's sanitizer runtimes and libFuzzer
+# (libclang-rt-14-dev, only recommended by clang) and llvm-symbolizer (llvm)
+# for make fuzz.
 TEST="
   python3-numpy python3-h5py python3-grpcio python3-grpc-tools python3-h2
-  nghttp2-client prometheus chromium clang openssl
+  nghttp2-client prometheus chromium clang libclang-rt-14-dev llvm openssl
 "
 
 case "${1:-}" in

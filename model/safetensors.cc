@@ -51,19 +51,25 @@ absl::Status ParseTensorInfo(absl::string_view source, const std::string& name,
     return Invalid(source, absl::StrCat(where, ": missing array 'shape'"));
   }
   // Counted in bytes, saturating, so a hostile shape cannot wrap the product
-  // around to a size that seems to fit.
+  // around to a size that seems to fit. Dimensions are named by index, never by
+  // dumping the shape: a hostile header can nest arrays millions deep, and
+  // json::dump recurses once per level (a stack overflow), or make the message
+  // megabytes long.
   uint64_t bytes = element_size;
-  for (const json& dim : *shape) {
+  for (size_t i = 0; i < shape->size(); ++i) {
+    const json& dim = (*shape)[i];
     if (!dim.is_number_unsigned()) {
+      const std::string kind = dim.is_number()
+                                   ? "a negative or fractional number"
+                                   : absl::StrCat("a JSON ", dim.type_name());
       return Invalid(source,
-                     absl::StrCat(where, ": shape ", shape->dump(),
-                                  " has a dimension that is not an integer "
-                                  ">= 0"));
+                     absl::StrCat(where, ": shape dimension ", i, " is ", kind,
+                                  ", not an integer >= 0"));
     }
     const uint64_t d = dim.get<uint64_t>();
     if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return Invalid(source, absl::StrCat(where, ": shape ", shape->dump(),
-                                          " has a dimension too large"));
+      return Invalid(source, absl::StrCat(where, ": shape dimension ", i,
+                                          " is too large: ", d));
     }
     info.shape.push_back(static_cast<int64_t>(d));
     if (__builtin_mul_overflow(bytes, d, &bytes)) {

@@ -185,6 +185,18 @@ TEST(SafetensorsTest, RefusesSizeThatDisagreesWithShape) {
       "need 16");
 }
 
+// Found by fuzz/safetensors_fuzzer: the message used to dump the shape, and
+// json::dump recursed once per nesting level, so a 1 MB header crashed the
+// loader (and rnn-server at start-up) with a stack overflow.
+TEST(SafetensorsTest, RefusesDeeplyNestedShapeWithoutRecursing) {
+  constexpr int kDepth = 1'000'000;
+  const std::string header =
+      R"({"t": {"dtype": "F32", "shape": [1, )" + std::string(kDepth, '[') +
+      std::string(kDepth, ']') + R"(], "data_offsets": [0, 4]}})";
+  ExpectRefused(RawSafetensors(header, std::string(4, '\0')),
+                "shape dimension 1 is a JSON array, not an integer >= 0");
+}
+
 TEST(SafetensorsTest, RefusesShapeWhoseProductOverflows) {
   ExpectRefused(
       RawSafetensors(

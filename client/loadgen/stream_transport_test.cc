@@ -206,7 +206,9 @@ TEST_F(StreamTransportTest, DeadlinesArePerRequestAndLateAnswersIgnored) {
   }
   const int64_t waited = NowNs() - sent;
   EXPECT_GE(waited, absl::ToInt64Nanoseconds(kDeadline));
-  EXPECT_LT(waited, 5 * absl::ToInt64Nanoseconds(kDeadline));
+  // Soon after, not at some later default (the bound leaves room for a
+  // loaded machine and sanitizers).
+  EXPECT_LT(waited, absl::ToInt64Nanoseconds(kDeadline + absl::Seconds(2)));
 
   // Slot 0 again, with a new id: the two late answers come first and must
   // not be taken for it.
