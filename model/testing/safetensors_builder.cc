@@ -75,8 +75,8 @@ std::string RawSafetensors(const std::string& header_json,
 std::string WriteTempFile(const std::string& name, const std::string& bytes) {
   // ctest runs each test case as its own process, several at once, and
   // cases share file names: the process id keeps their files apart.
-  const std::string path = ::testing::TempDir() + std::to_string(getpid()) +
-                           "_" + name;
+  const std::string path =
+      ::testing::TempDir() + std::to_string(getpid()) + "_" + name;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   EXPECT_TRUE(out.good()) << "cannot write " << path;
