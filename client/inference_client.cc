@@ -146,119 +146,100 @@ void InferenceClient::SetDeadline(
       absl::ToChronoTime(absl::Now() + deadline.value_or(options_.deadline)));
 }
 
-absl::StatusOr<bool> InferenceClient::ServerLive() {
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> InferenceClient::Call(
+    Stub& stub,
+    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                 Response*),
+    const Request& request) const {
   grpc::ClientContext context;
   SetDeadline(context, std::nullopt);
-  inference::ServerLiveResponse response;
-  absl::Status s = FromGrpcStatus(
-      stub_->ServerLive(&context, inference::ServerLiveRequest(), &response));
+  Response response;
+  absl::Status s = FromGrpcStatus((stub.*method)(&context, request, &response));
   if (!s.ok()) return s;
-  return response.live();
+  return response;
+}
+
+absl::StatusOr<bool> InferenceClient::ServerLive() {
+  absl::StatusOr<inference::ServerLiveResponse> response =
+      Call(*stub_, &inference::GRPCInferenceService::Stub::ServerLive,
+           inference::ServerLiveRequest());
+  if (!response.ok()) return response.status();
+  return response->live();
 }
 
 absl::StatusOr<bool> InferenceClient::ServerReady() {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
-  inference::ServerReadyResponse response;
-  absl::Status s = FromGrpcStatus(
-      stub_->ServerReady(&context, inference::ServerReadyRequest(), &response));
-  if (!s.ok()) return s;
-  return response.ready();
+  absl::StatusOr<inference::ServerReadyResponse> response =
+      Call(*stub_, &inference::GRPCInferenceService::Stub::ServerReady,
+           inference::ServerReadyRequest());
+  if (!response.ok()) return response.status();
+  return response->ready();
 }
 
 absl::StatusOr<bool> InferenceClient::ModelReady(const std::string& model,
                                                  const std::string& version) {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
   inference::ModelReadyRequest request;
   request.set_name(model);
   request.set_version(version);
-  inference::ModelReadyResponse response;
-  absl::Status s =
-      FromGrpcStatus(stub_->ModelReady(&context, request, &response));
-  if (!s.ok()) return s;
-  return response.ready();
+  absl::StatusOr<inference::ModelReadyResponse> response =
+      Call(*stub_, &inference::GRPCInferenceService::Stub::ModelReady, request);
+  if (!response.ok()) return response.status();
+  return response->ready();
 }
 
 absl::StatusOr<inference::ServerMetadataResponse>
 InferenceClient::ServerMetadata() {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
-  inference::ServerMetadataResponse response;
-  absl::Status s = FromGrpcStatus(stub_->ServerMetadata(
-      &context, inference::ServerMetadataRequest(), &response));
-  if (!s.ok()) return s;
-  return response;
+  return Call(*stub_, &inference::GRPCInferenceService::Stub::ServerMetadata,
+              inference::ServerMetadataRequest());
 }
 
 absl::StatusOr<inference::ModelMetadataResponse> InferenceClient::ModelMetadata(
     const std::string& model, const std::string& version) {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
   inference::ModelMetadataRequest request;
   request.set_name(model);
   request.set_version(version);
-  inference::ModelMetadataResponse response;
-  absl::Status s =
-      FromGrpcStatus(stub_->ModelMetadata(&context, request, &response));
-  if (!s.ok()) return s;
-  return response;
+  return Call(*stub_, &inference::GRPCInferenceService::Stub::ModelMetadata,
+              request);
 }
 
 absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(
     const std::string& model, const std::string& version) {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
   inference::ModelConfigRequest request;
   request.set_name(model);
   request.set_version(version);
-  inference::ModelConfigResponse response;
-  absl::Status s =
-      FromGrpcStatus(stub_->ModelConfig(&context, request, &response));
-  if (!s.ok()) return s;
-  return std::move(*response.mutable_config());
+  absl::StatusOr<inference::ModelConfigResponse> response = Call(
+      *stub_, &inference::GRPCInferenceService::Stub::ModelConfig, request);
+  if (!response.ok()) return response.status();
+  return std::move(*response->mutable_config());
 }
 
 absl::StatusOr<inference::ModelStatisticsResponse>
 InferenceClient::ModelStatistics(const std::string& model,
                                  const std::string& version) {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
   inference::ModelStatisticsRequest request;
   request.set_name(model);
   request.set_version(version);
-  inference::ModelStatisticsResponse response;
-  absl::Status s =
-      FromGrpcStatus(stub_->ModelStatistics(&context, request, &response));
-  if (!s.ok()) return s;
-  return response;
+  return Call(*stub_, &inference::GRPCInferenceService::Stub::ModelStatistics,
+              request);
 }
 
 absl::StatusOr<inference::RepositoryIndexResponse>
 InferenceClient::RepositoryIndex(bool ready_only) {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
   inference::RepositoryIndexRequest request;
   request.set_ready(ready_only);
-  inference::RepositoryIndexResponse response;
-  absl::Status s =
-      FromGrpcStatus(stub_->RepositoryIndex(&context, request, &response));
-  if (!s.ok()) return s;
-  return response;
+  return Call(*stub_, &inference::GRPCInferenceService::Stub::RepositoryIndex,
+              request);
 }
 
 absl::StatusOr<std::string> InferenceClient::Health(
     const std::string& service) {
-  grpc::ClientContext context;
-  SetDeadline(context, std::nullopt);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
-  grpc::health::v1::HealthCheckResponse response;
-  absl::Status s =
-      FromGrpcStatus(health_stub_->Check(&context, request, &response));
-  if (!s.ok()) return s;
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse> response =
+      Call(*health_stub_, &grpc::health::v1::Health::Stub::Check, request);
+  if (!response.ok()) return response.status();
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-      response.status());
+      response->status());
 }
 
 inference::ModelInferRequest InferenceClient::BuildRequest(

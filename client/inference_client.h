@@ -180,6 +180,14 @@ class InferenceClient {
                   std::shared_ptr<grpc::Channel> channel);
   void SetDeadline(grpc::ClientContext& context,
                    std::optional<absl::Duration> deadline) const;
+  // One unary call of `method` on `stub` with the default deadline; the
+  // response, or the call's status. Defined in the .cc, its only user.
+  template <typename Stub, typename Request, typename Response>
+  absl::StatusOr<Response> Call(
+      Stub& stub,
+      grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                   Response*),
+      const Request& request) const;
 
   const ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
