@@ -32,6 +32,9 @@ ABSL_FLAG(int, model_threads, 1,
           "OpenMP threads oneDNN uses per model call (1 is fastest for "
           "small batches on few cores)");
 ABSL_FLAG(int, batch_size, 64, "Sequences per model call (sequences)");
+ABSL_FLAG(rnn::RnnModel::Options::Precision, precision,
+          rnn::RnnModel::Options::Precision::kFp32,
+          "Arithmetic of the model: fp32, or bf16 (needs AVX512-BF16)");
 ABSL_FLAG(double, min_accuracy, 0.0,
           "Exit with status 1 when the accuracy is below this fraction");
 
@@ -58,6 +61,7 @@ int main(int argc, char** argv) {
 
   rnn::RnnModel::Options options;
   options.num_threads = absl::GetFlag(FLAGS_model_threads);
+  options.precision = absl::GetFlag(FLAGS_precision);
   absl::StatusOr<std::unique_ptr<rnn::RnnModel>> model =
       rnn::RnnModel::Load(model_path, options);
   if (!model.ok()) return Fail(model.status());
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
               m.hidden_size(), o);
   std::printf("eval set  %s (%lld sequences)\n", eval_path.c_str(),
               static_cast<long long>(n));
+  std::printf("precision %s\n", AbslUnparseFlag(options.precision).c_str());
   std::printf("accuracy  %.4f (%lld/%lld)\n", accuracy,
               static_cast<long long>(correct), static_cast<long long>(n));
   std::printf(

@@ -19,6 +19,9 @@ using dnnl::memory;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
+constexpr memory::data_type kBf16 = memory::data_type::bf16;
+
+using Precision = RnnModel::Options::Precision;
 
 absl::Status FromDnnlError(const dnnl::error& e, absl::string_view during) {
   return absl::InternalError(absl::StrCat("oneDNN failed while ", during, ": ",
@@ -52,6 +55,21 @@ RNN_ALL_FINITE_CLONES bool AllFinite(const float* p, size_t n) {
   return (carry & 0x80000000u) == 0;
 }
 
+// Copies `n` values of `from` (f32 or bf16) to `to` as floats. A bf16 is
+// the upper half of the float it stands for, so the widening is exact.
+void CopyToFloat(const memory& from, size_t n, float* to) {
+  const void* data = from.get_data_handle();
+  if (from.get_desc().data_type() == kF32) {
+    std::memcpy(to, data, n * sizeof(float));
+    return;
+  }
+  const auto* bf16 = static_cast<const uint16_t*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(bf16[i]) << 16;
+    std::memcpy(to + i, &bits, sizeof(float));
+  }
+}
+
 }  // namespace
 
 // Dimension letters follow oneDNN: T time steps, N batch, C input channels,
@@ -78,31 +96,45 @@ struct RnnModel::Impl {
 
   // Everything one batch size needs, made once and executed many times.
   struct Plan {
-    std::vector<Step> steps;    // RNN, dense, softmax.
-    memory src_layer;           // Points into the caller's input on each Run.
-    const float* last_hidden;   // h_T, [N,H]: dst_layer's last time step.
+    std::vector<Step> steps;    // Recurrence, dense, softmax.
+    memory src;                 // Points into the caller's input on each Run.
     memory probs;               // Points into the caller's output on each Run.
+    memory last_hidden;         // h_T, [N,H] row-major, f32 or bf16.
     std::vector<memory> owned;  // Every other memory the steps use.
   };
 
+  explicit Impl(Precision p) : precision(p) {}
+
+  const Precision precision;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   // The user's weights in Keras' layouts; reordered copies are cached by the
-  // layout a primitive asked for, since that may differ between batch sizes.
+  // user memory and the layout a primitive asked for, since that may differ
+  // between batch sizes (and two weights may share dimensions when C == H).
   memory user_kernel, user_recurrent, user_bias, user_dense, user_dense_bias;
-  std::vector<std::pair<memory::desc, memory>> reordered;
+  struct Cached {
+    dnnl_memory_t user;
+    memory::desc want;
+    memory mem;
+  };
+  std::vector<Cached> reordered;
   std::vector<std::unique_ptr<Plan>> plans;  // Indexed by batch size.
 
-  // `user` reordered into `want`, made on first request.
-  memory Reordered(const memory& user, const memory::desc& want) {
-    if (want == user.get_desc()) return user;
-    for (const auto& [desc, mem] : reordered) {
-      if (desc == want) return mem;
+  // `user` (viewed with `dims` and `tag`, which must describe the same bytes)
+  // reordered into `want`, made on first request.
+  memory Reordered(const memory& user, const memory::desc& want,
+                   const Dims& dims = {}, Tag tag = Tag::undef) {
+    const memory view = dims.empty() ? user
+                                     : memory(memory::desc(dims, kF32, tag),
+                                              engine, user.get_data_handle());
+    if (want == view.get_desc()) return view;
+    for (const Cached& cached : reordered) {
+      if (cached.user == user.get() && cached.want == want) return cached.mem;
     }
     memory mem(want, engine);
-    dnnl::reorder(user, mem).execute(stream, const_cast<memory&>(user), mem);
+    dnnl::reorder(view, mem).execute(stream, const_cast<memory&>(view), mem);
     stream.wait();
-    reordered.emplace_back(want, mem);
+    reordered.push_back({user.get(), want, mem});
     return mem;
   }
 
@@ -113,17 +145,35 @@ struct RnnModel::Impl {
     return args;
   }
 
-  std::unique_ptr<Plan> MakePlan(const RnnWeights& w, memory::dim n) {
-    const memory::dim t = w.sequence_length, c = w.input_size,
-                      h = w.hidden_size, o = w.num_classes;
+  // User scratchpads: each plan owns its own, so instances never share
+  // library-managed buffers and Run allocates no scratch memory.
+  static dnnl::primitive_attr UserScratchpad() {
     dnnl::primitive_attr attr;
-    // User scratchpads: each plan owns its own, so instances never share
-    // library-managed buffers and Run allocates no scratch memory.
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    auto plan = std::make_unique<Plan>();
+    return attr;
+  }
 
-    // RNN. The input stays batch-major ([N,T,C] in memory, oneDNN's "ntc"),
-    // so requests are read in place without a transpose.
+  std::unique_ptr<Plan> MakePlan(const RnnWeights& w, memory::dim n) {
+    const dnnl::primitive_attr attr = UserScratchpad();
+    auto plan = std::make_unique<Plan>();
+    // fp32 keeps oneDNN's RNN primitive: a matmul chain like bf16's was
+    // measured level with it within noise (docs/benchmarks.md).
+    if (precision == Precision::kFp32) {
+      AddRnnPrimitive(w, n, attr, *plan);
+    } else {
+      AddBf16MatmulChain(w, n, attr, *plan);
+    }
+    AddDenseAndSoftmax(w, n, attr, *plan);
+    return plan;
+  }
+
+  // fp32: oneDNN's vanilla RNN, x -> h_T in one primitive.
+  void AddRnnPrimitive(const RnnWeights& w, memory::dim n,
+                       const dnnl::primitive_attr& attr, Plan& plan) {
+    const memory::dim t = w.sequence_length, c = w.input_size,
+                      h = w.hidden_size;
+    // The input stays batch-major ([N,T,C] in memory, oneDNN's "ntc"), so
+    // requests are read in place without a transpose.
     const memory::desc src_layer_md({t, n, c}, kF32, Tag::ntc);
     // h_T is read from dst_layer's last step rather than asking for
     // dst_iter too: without dst_iter a batch-64 call measured ~10% faster.
@@ -136,71 +186,165 @@ struct RnnModel::Impl {
         memory::desc({1, 1, h, 1, h}, kF32, Tag::any), user_bias.get_desc(),
         dst_layer_md, memory::desc());
     const dnnl::vanilla_rnn_forward::primitive_desc rnn_pd(rnn_d, attr, engine);
-    plan->src_layer = memory(src_layer_md, engine, nullptr);
+    plan.src = memory(src_layer_md, engine, nullptr);
     const memory dst_layer(dst_layer_md, engine);
-    plan->last_hidden = static_cast<const float*>(dst_layer.get_data_handle()) +
-                        (t - 1) * n * h;
-    plan->steps.emplace_back(
+    plan.last_hidden = memory(
+        memory::desc({n, h}, kF32, Tag::nc), engine,
+        static_cast<float*>(dst_layer.get_data_handle()) + (t - 1) * n * h);
+    plan.steps.emplace_back(
         dnnl::vanilla_rnn_forward(rnn_pd),
+        Args(plan, {
+                       {DNNL_ARG_SRC_LAYER, plan.src},
+                       {DNNL_ARG_WEIGHTS_LAYER,
+                        Reordered(user_kernel, rnn_pd.weights_layer_desc(),
+                                  {1, 1, c, 1, h}, Tag::ldigo)},
+                       {DNNL_ARG_WEIGHTS_ITER,
+                        Reordered(user_recurrent, rnn_pd.weights_iter_desc(),
+                                  {1, 1, h, 1, h}, Tag::ldigo)},
+                       {DNNL_ARG_BIAS, Reordered(user_bias, rnn_pd.bias_desc(),
+                                                 {1, 1, 1, h}, Tag::ldgo)},
+                       {DNNL_ARG_DST_LAYER, dst_layer},
+                       {DNNL_ARG_SCRATCHPAD,
+                        memory(rnn_pd.scratchpad_desc(), engine)},
+                   }));
+  }
+
+  // bf16: the recurrence as matmuls over time-major [T,N,H] buffers, so that
+  // each step reads and writes contiguous rows. oneDNN 2.6's RNN primitive
+  // also runs in bf16 but measured 0.75-0.9x of this at batch 32-256 and
+  // half its speed at batch 1-8 (docs/benchmarks.md).
+  void AddBf16MatmulChain(const RnnWeights& w, memory::dim n,
+                          const dnnl::primitive_attr& attr, Plan& plan) {
+    const memory::dim t = w.sequence_length, c = w.input_size,
+                      h = w.hidden_size;
+    // The caller's [N,T,C] viewed as [T,N,C], converted (transposing on the
+    // way) into a contiguous bf16 buffer.
+    plan.src = memory(memory::desc({t, n, c}, kF32, Dims{c, t * c, 1}), engine,
+                      nullptr);
+    const memory x(memory::desc({t, n, c}, kBf16, Tag::abc), engine);
+    plan.steps.emplace_back(
+        dnnl::reorder(plan.src, x),
+        Args(plan, {{DNNL_ARG_FROM, plan.src}, {DNNL_ARG_TO, x}}));
+
+    // Input projection for every step at once, as one [T*N,C] matrix:
+    // xproj = x W_x + b, kept in fp32. (In the 3-D form batched over T,
+    // oneDNN keeps bf16 weights unblocked and repacks them on every call:
+    // batch 1 took 29 us instead of 15.)
+    const memory::desc x_md({t * n, c}, kBf16, Tag::ab);
+    const memory::desc xproj_md({t * n, h}, kF32, Tag::ab);
+    const memory::desc bias_md({1, h}, kF32, Tag::ab);
+    const dnnl::matmul::primitive_desc proj_pd(
+        dnnl::matmul::desc(x_md, memory::desc({c, h}, kBf16, Tag::any), bias_md,
+                           xproj_md),
+        attr, engine);
+    const memory xproj(xproj_md, engine);
+    plan.steps.emplace_back(
+        dnnl::matmul(proj_pd),
         Args(
-            *plan,
+            plan,
             {
-                {DNNL_ARG_SRC_LAYER, plan->src_layer},
-                {DNNL_ARG_WEIGHTS_LAYER,
-                 Reordered(user_kernel, rnn_pd.weights_layer_desc())},
-                {DNNL_ARG_WEIGHTS_ITER,
-                 Reordered(user_recurrent, rnn_pd.weights_iter_desc())},
-                {DNNL_ARG_BIAS, Reordered(user_bias, rnn_pd.bias_desc())},
-                {DNNL_ARG_DST_LAYER, dst_layer},
-                {DNNL_ARG_SCRATCHPAD, memory(rnn_pd.scratchpad_desc(), engine)},
+                {DNNL_ARG_SRC, memory(x_md, engine, x.get_data_handle())},
+                {DNNL_ARG_WEIGHTS,
+                 Reordered(user_kernel, proj_pd.weights_desc(), {c, h},
+                           Tag::ab)},
+                {DNNL_ARG_BIAS, Reordered(user_bias, bias_md, {1, h}, Tag::ab)},
+                {DNNL_ARG_DST, xproj},
+                {DNNL_ARG_SCRATCHPAD,
+                 memory(proj_pd.scratchpad_desc(), engine)},
             }));
 
-    // Dense layer on h_T, read in place as an [N,H] matrix.
-    const memory::desc hidden_md({n, h}, kF32, Tag::nc);
+    // One step: h_t = relu(xproj_t + h_{t-1} W_h), the add and the ReLU as
+    // post-ops, h_t written as bf16 for the next step's matmul. The first
+    // step multiplies h_{-1} = 0, so that it is one more call of the same
+    // primitive rather than a ReLU and a conversion.
+    const memory::desc xproj_step_md({n, h}, kF32, Tag::ab);
+    const memory::desc h_step_md({n, h}, kBf16, Tag::ab);
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_add, xproj_step_md);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    // A fresh attribute: copies of a dnnl::primitive_attr share one object.
+    dnnl::primitive_attr step_attr = UserScratchpad();
+    step_attr.set_post_ops(ops);
+    const dnnl::matmul::primitive_desc step_pd(
+        dnnl::matmul::desc(h_step_md, memory::desc({h, h}, kBf16, Tag::any),
+                           h_step_md),
+        step_attr, engine);
+    const dnnl::matmul step(step_pd);
+    const memory recurrent =
+        Reordered(user_recurrent, step_pd.weights_desc(), {h, h}, Tag::ab);
+    const memory step_scratchpad(step_pd.scratchpad_desc(), engine);
+    // Step i of a time-major buffer whose steps are `md`.
+    const auto step_view = [&](const memory& buffer, const memory::desc& md,
+                               memory::dim i) {
+      return memory(md, engine,
+                    static_cast<char*>(buffer.get_data_handle()) +
+                        i * static_cast<memory::dim>(md.get_size()));
+    };
+    // h_{-1} = 0, h_0, ..., h_{T-1}: h_i lives at index i + 1.
+    const memory hidden(memory::desc({t + 1, n, h}, kBf16, Tag::abc), engine);
+    std::memset(hidden.get_data_handle(), 0, h_step_md.get_size());
+    for (memory::dim i = 0; i < t; ++i) {
+      plan.steps.emplace_back(
+          step,
+          Args(plan, {
+                         {DNNL_ARG_SRC, step_view(hidden, h_step_md, i)},
+                         {DNNL_ARG_WEIGHTS, recurrent},
+                         {DNNL_ARG_DST, step_view(hidden, h_step_md, i + 1)},
+                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                          step_view(xproj, xproj_step_md, i)},
+                         {DNNL_ARG_SCRATCHPAD, step_scratchpad},
+                     }));
+    }
+    plan.owned.push_back(hidden);
+    plan.last_hidden = step_view(hidden, h_step_md, t);
+  }
+
+  // Dense layer on h_T, read in place as an [N,H] matrix, then softmax over
+  // the classes, in place on the logits in the caller's output.
+  void AddDenseAndSoftmax(const RnnWeights& w, memory::dim n,
+                          const dnnl::primitive_attr& attr, Plan& plan) {
+    const memory::dim h = w.hidden_size, o = w.num_classes;
+    const memory::desc hidden_md = plan.last_hidden.get_desc();
     const memory::desc probs_md({n, o}, kF32, Tag::nc);
     const dnnl::inner_product_forward::desc dense_d(
         dnnl::prop_kind::forward_inference, hidden_md,
-        memory::desc({o, h}, kF32, Tag::any), user_dense_bias.get_desc(),
-        probs_md);
+        memory::desc({o, h}, hidden_md.data_type(), Tag::any),
+        user_dense_bias.get_desc(), probs_md);
     const dnnl::inner_product_forward::primitive_desc dense_pd(dense_d, attr,
                                                                engine);
-    plan->probs = memory(probs_md, engine, nullptr);
-    plan->steps.emplace_back(
+    plan.probs = memory(probs_md, engine, nullptr);
+    plan.steps.emplace_back(
         dnnl::inner_product_forward(dense_pd),
-        Args(*plan,
-             {
-                 {DNNL_ARG_SRC, memory(hidden_md, engine,
-                                       const_cast<float*>(plan->last_hidden))},
-                 {DNNL_ARG_WEIGHTS,
-                  Reordered(user_dense, dense_pd.weights_desc())},
-                 {DNNL_ARG_BIAS,
-                  Reordered(user_dense_bias, dense_pd.bias_desc())},
-                 {DNNL_ARG_DST, plan->probs},
-                 {DNNL_ARG_SCRATCHPAD,
-                  memory(dense_pd.scratchpad_desc(), engine)},
-             }));
+        Args(plan, {
+                       {DNNL_ARG_SRC, plan.last_hidden},
+                       {DNNL_ARG_WEIGHTS,
+                        Reordered(user_dense, dense_pd.weights_desc())},
+                       {DNNL_ARG_BIAS,
+                        Reordered(user_dense_bias, dense_pd.bias_desc())},
+                       {DNNL_ARG_DST, plan.probs},
+                       {DNNL_ARG_SCRATCHPAD,
+                        memory(dense_pd.scratchpad_desc(), engine)},
+                   }));
 
-    // Softmax over the classes, in place on the logits.
     const dnnl::softmax_forward::desc softmax_d(
         dnnl::prop_kind::forward_inference, probs_md, /*axis=*/1);
     const dnnl::softmax_forward::primitive_desc softmax_pd(softmax_d, attr,
                                                            engine);
-    plan->steps.emplace_back(
+    plan.steps.emplace_back(
         dnnl::softmax_forward(softmax_pd),
-        Args(*plan, {
-                        {DNNL_ARG_SRC, plan->probs},
-                        {DNNL_ARG_DST, plan->probs},
-                        {DNNL_ARG_SCRATCHPAD,
-                         memory(softmax_pd.scratchpad_desc(), engine)},
-                    }));
-    return plan;
+        Args(plan, {
+                       {DNNL_ARG_SRC, plan.probs},
+                       {DNNL_ARG_DST, plan.probs},
+                       {DNNL_ARG_SCRATCHPAD,
+                        memory(softmax_pd.scratchpad_desc(), engine)},
+                   }));
   }
 };
 
 RnnModel::RnnModel(RnnWeights weights, const Options& options)
     : weights_(std::move(weights)),
       options_(options),
-      impl_(std::make_unique<Impl>()) {}
+      impl_(std::make_unique<Impl>(options.precision)) {}
 
 RnnModel::~RnnModel() = default;
 
@@ -221,6 +365,25 @@ absl::Status RnnModel::Options::Validate() const {
   if (sequence_length < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--sequence_length must be >= 0; was ", sequence_length));
+  }
+  switch (precision) {
+    case Precision::kFp32:
+      break;
+    case Precision::kBf16: {
+      // The ISA bits are cumulative: each level includes the ones below.
+      const int isa = static_cast<int>(dnnl::get_effective_cpu_isa());
+      if ((isa & dnnl_cpu_isa_avx512_core_bf16) !=
+          dnnl_cpu_isa_avx512_core_bf16) {
+        return absl::InvalidArgumentError(
+            "--precision=bf16 needs a CPU with AVX512-BF16 (oneDNN found "
+            "none; ONEDNN_MAX_CPU_ISA may limit it); use --precision=fp32");
+      }
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("--precision must be fp32 or bf16; was ",
+                       static_cast<int>(precision)));
   }
   return absl::OkStatus();
 }
@@ -314,14 +477,14 @@ absl::Status RnnModel::Run(absl::Span<const float> input,
           std::min(n - done, static_cast<size_t>(options_.max_batch_size));
       std::unique_ptr<Impl::Plan>& plan = impl_->plans[chunk];
       if (plan == nullptr) plan = impl_->MakePlan(weights_, chunk);
-      plan->src_layer.set_data_handle(
+      plan->src.set_data_handle(
           const_cast<float*>(input.data() + done * per_sequence));
       plan->probs.set_data_handle(probabilities.data() + done * o);
       for (const Impl::Step& step : plan->steps) step.Execute(impl_->stream);
       impl_->stream.wait();
       if (!last_hidden.empty()) {
-        std::memcpy(last_hidden.data() + done * h, plan->last_hidden,
-                    chunk * h * sizeof(float));
+        CopyToFloat(plan->last_hidden, chunk * h,
+                    last_hidden.data() + done * h);
       }
       // oneDNN's ReLU maps NaN to 0, so a NaN or Inf input would otherwise
       // yield plausible probabilities. Keras (and numpy) give NaN for such a
@@ -339,6 +502,24 @@ absl::Status RnnModel::Run(absl::Span<const float> input,
     return FromDnnlError(e, "running the model");
   }
   return absl::OkStatus();
+}
+
+bool AbslParseFlag(absl::string_view text,
+                   RnnModel::Options::Precision* precision,
+                   std::string* error) {
+  if (text == "fp32") {
+    *precision = RnnModel::Options::Precision::kFp32;
+  } else if (text == "bf16") {
+    *precision = RnnModel::Options::Precision::kBf16;
+  } else {
+    *error = "must be fp32 or bf16";
+    return false;
+  }
+  return true;
+}
+
+std::string AbslUnparseFlag(RnnModel::Options::Precision precision) {
+  return precision == RnnModel::Options::Precision::kBf16 ? "bf16" : "fp32";
 }
 
 }  // namespace rnn

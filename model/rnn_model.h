@@ -1,8 +1,14 @@
 // RnnModel: the Keras SimpleRNN + Dense(softmax) classifier, computed with
 // oneDNN on the CPU.
 //
-// The graph is three oneDNN primitives per batch size N:
-//   vanilla_rnn_forward (ReLU, left to right, h_0 = 0)  x[T,N,C] -> h_T[N,H]
+// Per batch size N, the recurrence is computed by
+//   fp32 (default): vanilla_rnn_forward (ReLU, left to right, h_0 = 0)
+//                   x[T,N,C] -> h_T[N,H], one primitive;
+//   bf16:           the input projection of every step as one matmul
+//                   x[T*N,C] * W_x + b -> xproj[T,N,H] (time-major), then
+//                   per step one matmul h_t = relu(xproj_t + h_{t-1} W_h)
+//                   with the add and the ReLU fused as post-ops;
+// then for both
 //   inner_product_forward                               h_T -> logits[N,O]
 //   softmax_forward on axis 1, in place                 logits -> probs[N,O]
 // with the weights reordered once into the layout each primitive prefers.
@@ -37,6 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "model/rnn_weights.h"
 
@@ -58,10 +65,22 @@ class RnnModel {
     // When > 0, overrides the sequence length given by the weights file; 0
     // keeps the file's. Must be >= 0.
     int sequence_length = 0;
+    // Arithmetic of the matrix products. kFp32 (default) matches Keras'
+    // float32 model within 1e-5. kBf16 rounds inputs, weights and hidden
+    // states to bfloat16 (accumulating in fp32) and runs on the CPU's
+    // AVX512-BF16/AMX units: about twice the throughput at batch >= 64
+    // (docs/benchmarks.md). Probabilities differ from fp32 by ~1e-4 on
+    // average and by up to ~0.05 on a borderline sequence, which can tip
+    // its class (bounds asserted in rnn_model_test). Opt-in because answers
+    // change.
+    enum class Precision { kFp32, kBf16 };
+    Precision precision = Precision::kFp32;
 
     // OK, or INVALID_ARGUMENT naming the first bad option by its flag (of
     // rnn-server and rnn-eval) with the value given: "--model_threads must be
     // >= 1; was 0" (why flag names: ServerOptions in server/rnn_server.h).
+    // kBf16 is refused on a CPU (or under an ONEDNN_MAX_CPU_ISA limit)
+    // without AVX512-BF16, where oneDNN would emulate it slower than fp32.
     absl::Status Validate() const;
   };
 
@@ -114,6 +133,12 @@ class RnnModel {
   Options options_;
   std::unique_ptr<Impl> impl_;
 };
+
+// The --precision flag's values, "fp32" and "bf16", for Abseil's flag
+// parsing (ABSL_FLAG(rnn::RnnModel::Options::Precision, ...)).
+bool AbslParseFlag(absl::string_view text,
+                   RnnModel::Options::Precision* precision, std::string* error);
+std::string AbslUnparseFlag(RnnModel::Options::Precision precision);
 
 }  // namespace rnn
 

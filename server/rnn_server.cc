@@ -49,6 +49,7 @@ class ModelExecutor final : public BatchExecutor {
 RnnModel::Options ModelOptions(const ServerOptions& options) {
   RnnModel::Options model;
   model.num_threads = options.model_threads;
+  model.precision = options.precision;
   model.max_batch_size = options.batching.queue.max_batch_size;
   model.sequence_length = options.sequence_length;
   return model;

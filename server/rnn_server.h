@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "model/rnn_model.h"
 #include "server/batching/batcher.h"
 #include "server/inference_codec.h"
 #include "server/inference_service.h"
@@ -52,6 +53,9 @@ struct ServerOptions {
   int sequence_length = 0;
   // OpenMP threads per model instance (see RnnModel::Options::num_threads).
   int model_threads = 1;
+  // The model's arithmetic (RnnModel::Options::precision): fp32, or the
+  // opt-in bf16 on CPUs with AVX512-BF16.
+  RnnModel::Options::Precision precision = RnnModel::Options::Precision::kFp32;
   // Model instances computing batches in parallel.
   int instances = 1;
   // Batching; Start fills in the per-row sizes (from the model) and the

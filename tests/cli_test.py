@@ -204,6 +204,49 @@ class CliTest(unittest.TestCase):
         self.assertIn("/nonexistent.safetensors", r.stderr)
 
 
+def has_avx512_bf16():
+    with open("/proc/cpuinfo") as f:
+        return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in f)
+
+
+class Bf16Test(unittest.TestCase):
+    """--precision=bf16 end to end: the server's bf16 answers against the
+    float64 oracle, within the bound bf16 keeps (rnn_model_test has the
+    detail)."""
+
+    def test_bf16_answers_close_to_the_oracle_and_fp32_is_the_default(self):
+        if not has_avx512_bf16():
+            r = subprocess.run([SERVER, "--grpc_port=0", "--metrics_port=-1",
+                                "--precision=bf16"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--precision=bf16 needs a CPU with AVX512-BF16", r.stderr)
+            self.skipTest("no AVX512-BF16 here; checked the refusal instead")
+        x = np.random.default_rng(8).uniform(-1, 1, (64, 20, 100)).astype(np.float32)
+        weights, _ = read_safetensors(os.path.join(MODEL_DIR, "rnn.safetensors"))
+        expected = numpy_forward(weights, x.astype(np.float64))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "x.npy")
+            np.save(path, x)
+            diffs = {}
+            for precision in ("bf16", None):
+                flags = [f"--precision={precision}"] if precision else []
+                server, target, _ = start_server(SERVER, "--metrics_port=-1", *flags)
+                try:
+                    r = subprocess.run([CLIENT, f"--target={target}", "infer",
+                                        f"--input={path}", "--json"],
+                                       capture_output=True, text=True, timeout=60)
+                finally:
+                    server.send_signal(signal.SIGTERM)
+                    server.communicate(timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = np.array([row["probabilities"]
+                                for row in json.loads(r.stdout)["results"]])
+                diffs[precision] = np.abs(got - expected).max()
+        self.assertLess(diffs[None], 1e-5)  # The default is fp32.
+        self.assertLess(diffs["bf16"], 0.1)
+        self.assertGreater(diffs["bf16"], 1e-5)  # It did run in bf16.
+
+
 class TritonCommandsTest(unittest.TestCase):
     """config, stats and index against a server started with flags other
     than the defaults, so that each figure shown must come from the server."""

@@ -1,8 +1,9 @@
-// Model throughput: sequences/s and GFLOP/s of RnnModel::Run by batch size and
-// thread count, measured beside two references in the same run, so the
-// figures read as ratios that survive a noisy shared machine:
+// Model throughput: sequences/s and GFLOP/s of RnnModel::Run by batch size,
+// thread count and precision (bf16:1 is Options::Precision::kBf16), measured
+// beside two references in the same run, so the figures read as ratios that
+// survive a noisy shared machine:
 //   BM_BareRnnPrimitive  oneDNN's vanilla_rnn_forward alone, nothing else:
-//                        the floor for any oneDNN implementation of the model;
+//                        the floor for the fp32 model, which uses it;
 //   BM_FmaPeakOneCore    this CPU's fp32 FMA peak for one core: the ceiling.
 //
 //   build/release/tests/bench/model_bench --benchmark_repetitions=3
@@ -35,6 +36,9 @@ void BM_ModelRun(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   RnnModel::Options options;
   options.num_threads = static_cast<int>(state.range(1));
+  if (state.range(2) == 1) {
+    options.precision = RnnModel::Options::Precision::kBf16;
+  }
   auto model =
       RnnModel::Create(testing::RandomWeights(20, 100, 50, 10, 1), options);
   if (!model.ok()) {
@@ -58,11 +62,11 @@ void BM_ModelRun(benchmark::State& state) {
       sequences * FlopsPerSequence(m) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ModelRun)
-    ->ArgNames({"batch", "threads"})
-    ->ArgsProduct({{1, 8, 64, 256}, {1}})
-    ->Args({1, 2})
-    ->Args({64, 2})
-    ->Args({256, 2})
+    ->ArgNames({"batch", "threads", "bf16"})
+    ->ArgsProduct({{1, 8, 32, 64, 256}, {1}, {0, 1}})
+    ->Args({1, 2, 0})
+    ->Args({64, 2, 0})
+    ->Args({256, 2, 0})
     ->UseRealTime();
 
 // The RNN primitive alone, as oneDNN's own example sets it up (tnc input,
@@ -121,6 +125,7 @@ BENCHMARK(BM_BareRnnPrimitive)
     ->ArgName("batch")
     ->Arg(1)
     ->Arg(8)
+    ->Arg(32)
     ->Arg(64)
     ->Arg(256)
     ->UseRealTime();
