@@ -22,6 +22,10 @@
 #                        that hold locks (batching, metrics) and their tests
 #   make bench           model benchmark (docs/benchmarks.md)
 #   make bench-serving   serving benchmarks: in-process client and h2load
+#   make bench-ceiling   rnn-server against a no-op server of the same
+#                        protocol, side by side with h2load: batch-1 and
+#                        batch-64 ratios, added latency, memory, start-up
+#                        (CEILING_ARGS='--rounds 5' to change)
 #   make loadtest        rnn-loadgen sweep against a fresh server; reports in
 #                        build/loadtest/ (LOADTEST_ARGS='--rate=...' to change)
 #   make check-container podman: build the image and prove it, bring the
@@ -33,6 +37,7 @@ BUILD_DIR := build/$(PRESET)
 JOBS ?= 2
 RUN_ARGS ?=
 LOADTEST_ARGS ?=
+CEILING_ARGS ?=
 PYTHON := /usr/bin/python3
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := safetensors_fuzzer infer_request_fuzzer
@@ -40,7 +45,7 @@ FUZZ_TARGETS := safetensors_fuzzer infer_request_fuzzer
 TSAN_TARGETS := rnn_batching_test rnn_metrics_test rnn_model_test \
   rnn_loadgen_core_test
 
-.PHONY: run test build deps sanitizers asan-all tsan-core fuzz fuzz-corpus thread-safety bench bench-serving loadtest check-container format check-format clean
+.PHONY: run test build deps sanitizers asan-all tsan-core fuzz fuzz-corpus thread-safety bench bench-serving bench-ceiling loadtest check-container format check-format clean
 
 deps:
 	@deploy/install-deps.sh
@@ -131,6 +136,9 @@ bench: build
 	$(BUILD_DIR)/tests/bench/model_bench --benchmark_repetitions=3 \
 	  --benchmark_enable_random_interleaving=true \
 	  --benchmark_report_aggregates_only=true
+
+bench-ceiling: build
+	$(PYTHON) tests/bench/ceiling_bench.py $(BUILD_DIR) $(CEILING_ARGS)
 
 bench-serving: build
 	$(BUILD_DIR)/tests/bench/serving_bench

@@ -1,0 +1,186 @@
+"""rnn-server against its ceiling: a no-op server measured side by side.
+
+The no-op server (tests/bench/noop_server.cc) speaks the same protocol on
+the same gRPC and answers a fixed [N, 10] output without computing; no
+server of this protocol can beat it on this machine. Each scenario runs the
+two alternately (A B A B ...), each run on a fresh server, driven by h2load
+(nghttp2, an independent load generator) with gRPC-framed ModelInfer
+bodies:
+
+  batch-1      1-sequence requests, 4 connections x 16 streams: req/s
+  batch-64     64-sequence requests (512 KB), 2 connections x 4 streams:
+               req/s and sequences/s
+  one-at-once  1-sequence requests, 1 connection x 1 stream: mean latency;
+               reported as rnn-server's added latency over the no-op's
+
+and prints, per scenario, rnn-server / no-op (or the added latency) with
+min / median / max over the rounds, each ratio taken from one adjacent pair
+of runs. Every run checks that the server computed exactly one sequence per
+row h2load got an answer for. It also reports rnn-server's resident memory
+at the end of a batch-1 run and its time from launch to serving.
+
+Usage (or: make bench-ceiling):
+    /usr/bin/python3 tests/bench/ceiling_bench.py build/release \
+        [--rounds 3] [--seconds 5] [--server-flag=--instances=2 ...]
+"""
+
+import argparse
+import os
+import platform
+import re
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from testlib import infer_request, start_server  # noqa: E402
+
+SCENARIOS = [
+    # name, rows per request, connections, streams
+    ("batch-1", 1, 4, 16),
+    ("batch-64", 64, 2, 4),
+    ("one-at-once", 1, 1, 1),
+]
+
+
+def seconds(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def rss_mib(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    m = re.search(r"stopped after (\d+) sequences in (\d+) batches", out)
+    if m is None:
+        raise RuntimeError(f"server did not report its count:\n{out}")
+    return int(m.group(1))
+
+
+def run(binary, flags, body, rows, connections, streams, duration):
+    """One h2load run against a fresh server; returns a dict of figures."""
+    proc, address, _ = start_server(binary, *flags)
+    port = int(address.rsplit(":", 1)[1])
+    cmd = ["h2load", "-D", str(duration), "--warm-up-time=1",
+           "-c", str(connections), "-m", str(streams), "-t", "1",
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-d", body, f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                             timeout=duration + 60).stdout
+        rss = rss_mib(proc.pid)
+    finally:
+        sequences = stop(proc)
+    ok = int(re.search(r"(\d+) succeeded", out).group(1))
+    # h2load counts requests done during warm-up too; the server must have
+    # computed a row for each row of every success, and no more than it was
+    # sent (requests still in flight at the end are sent but not counted).
+    if sequences < ok * rows:
+        raise RuntimeError(f"{binary}: computed {sequences} sequences for "
+                           f"{ok} successful {rows}-row requests")
+    m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    return {"rps": float(re.search(r"finished in .*?, ([\d.]+) req/s", out).group(1)),
+            "mean_s": seconds(m.group(3)), "rss_mib": rss}
+
+
+def startup_seconds(binary, flags, runs=5):
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        proc, _, _ = start_server(binary, *flags)
+        times.append(time.monotonic() - t0)
+        stop(proc)
+    return statistics.median(times)
+
+
+def spread(values, fmt):
+    values = sorted(values)
+    return (f"{fmt.format(statistics.median(values))} "
+            f"({fmt.format(values[0])} – {fmt.format(values[-1])})")
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("build_dir", help="a Release build directory (build/release)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating pairs of runs per scenario")
+    p.add_argument("--seconds", type=int, default=5, help="length of each run")
+    p.add_argument("--server-flag", action="append", default=[],
+                   help="a flag for rnn-server (repeatable); default flags otherwise")
+    p.add_argument("--scenario", action="append", choices=[s[0] for s in SCENARIOS],
+                   help="run only these scenarios (repeatable)")
+    args = p.parse_args()
+    rnn = os.path.join(args.build_dir, "server", "rnn-server")
+    noop = os.path.join(args.build_dir, "tests", "bench", "noop-server")
+    servers = [("no-op", noop, ["--metrics_port=-1"]), ("rnn-server", rnn, args.server_flag)]
+    scenarios = [s for s in SCENARIOS if not args.scenario or s[0] in args.scenario]
+
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu_model()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"rnn-server flags: {' '.join(args.server_flag) or '(defaults)'}; "
+          f"{args.rounds} alternating rounds of {args.seconds} s per scenario\n")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, rows, connections, streams in scenarios:
+            body = os.path.join(tmp, f"{name}.bin")
+            message = infer_request(rows)
+            with open(body, "wb") as f:
+                f.write(b"\0" + struct.pack(">I", len(message)) + message)
+            pairs = []
+            for _ in range(args.rounds):
+                pair = {}
+                for label, binary, flags in servers:
+                    pair[label] = run(binary, flags, body, rows, connections, streams,
+                                      args.seconds)
+                pairs.append(pair)
+            results[name] = (rows, connections, streams, pairs)
+
+    print("| scenario | no-op | rnn-server | rnn-server vs no-op, median (min – max) |")
+    print("|---|---|---|---|")
+    for name, (rows, connections, streams, pairs) in results.items():
+        noop_runs = [p["no-op"] for p in pairs]
+        rnn_runs = [p["rnn-server"] for p in pairs]
+        shape = f"{name} ({connections}×{streams})"
+        if name == "one-at-once":
+            added = [(r["mean_s"] - n["mean_s"]) * 1e6 for n, r in zip(noop_runs, rnn_runs)]
+            print(f"| {shape} | {spread([n['mean_s'] * 1e6 for n in noop_runs], '{:.0f}')} µs "
+                  f"| {spread([r['mean_s'] * 1e6 for r in rnn_runs], '{:.0f}')} µs "
+                  f"| added {spread(added, '{:+.1f}')} µs |")
+            continue
+        ratios = [r["rps"] / n["rps"] for n, r in zip(noop_runs, rnn_runs)]
+        seq = "" if rows == 1 else (
+            f"; {spread([r['rps'] * rows / 1e3 for r in rnn_runs], '{:.0f}')}k seq/s")
+        print(f"| {shape} | {spread([n['rps'] for n in noop_runs], '{:.0f}')} req/s "
+              f"| {spread([r['rps'] for r in rnn_runs], '{:.0f}')} req/s{seq} "
+              f"| **{spread(ratios, '{:.2f}')}** |")
+    if "batch-1" in results:
+        rss = [p["rnn-server"]["rss_mib"] for p in results["batch-1"][3]]
+        print(f"\nrnn-server resident memory at the end of batch-1 runs: "
+              f"{spread(rss, '{:.0f}')} MiB")
+    print(f"start to serving (median of 5): rnn-server "
+          f"{startup_seconds(rnn, args.server_flag) * 1e3:.0f} ms, no-op "
+          f"{startup_seconds(noop, ['--metrics_port=-1']) * 1e3:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
