@@ -59,8 +59,15 @@ struct ServerOptions {
   // Model instances computing batches in parallel.
   int instances = 1;
   // Batching; Start fills in the per-row sizes (from the model) and the
-  // observer (the metrics).
-  Batcher::Options batching;
+  // observer (the metrics). The server computes on the gRPC thread when an
+  // instance is idle (--inline_when_idle, Batcher::Options::
+  // run_on_caller_when_idle): at low load the hand-off to a worker cost
+  // more than the model.
+  Batcher::Options batching = [] {
+    Batcher::Options o;
+    o.run_on_caller_when_idle = true;
+    return o;
+  }();
   // Largest request accepted, in bytes; gRPC refuses larger ones with
   // RESOURCE_EXHAUSTED. Default 16 MiB: about 2000 sequences of 20x100
   // floats, four times gRPC's own 4 MiB default.

@@ -51,6 +51,11 @@ ABSL_FLAG(int, instances, 1,
           "Model instances computing batches in parallel (instances); each "
           "is one worker thread");
 ABSL_FLAG(int, max_batch_size, 64, "Most sequences per batch (sequences)");
+ABSL_FLAG(bool, inline_when_idle, true,
+          "Compute a request on the gRPC thread that received it when a "
+          "model instance is idle and nothing is queued (saves a thread "
+          "hand-off at low load); false hands every request to the "
+          "instances' worker threads");
 ABSL_FLAG(int64_t, max_queue_delay_us, 0,
           "How long the oldest queued request may wait for a batch to fill "
           "(microseconds); 0 takes whatever is queued now");
@@ -106,6 +111,7 @@ rnn::ServerOptions OptionsFromFlags() {
   o.precision = absl::GetFlag(FLAGS_precision);
   o.instances = absl::GetFlag(FLAGS_instances);
   o.batching.queue.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  o.batching.run_on_caller_when_idle = absl::GetFlag(FLAGS_inline_when_idle);
   o.batching.queue.max_queue_delay =
       absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
   o.batching.queue.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);

@@ -57,16 +57,66 @@ absl::Status Batcher::Submit(BatchTask task) {
         " output floats; expected a positive multiple of ", in, " and ",
         options_.output_floats_per_row, " per row"));
   }
+  Worker* claimed = nullptr;
+  bool have_batch = false;
   {
     MutexLock lock(&mu_);
     if (stopping_) {
       return absl::UnavailableError("server is shutting down");
     }
-    absl::Status status = queue_.Push(std::move(task), rows, absl::Now());
+    const bool was_empty = queue_.empty();
+    const absl::Time now = absl::Now();
+    const absl::Time previous_arrival = last_arrival_;
+    last_arrival_ = now;
+    absl::Status status = queue_.Push(std::move(task), rows, now);
     if (!status.ok()) return status;
+    if (options_.run_on_caller_when_idle && was_empty &&
+        computing_.load(std::memory_order_relaxed) == 0 &&
+        now - previous_arrival >= options_.idle_gap) {
+      claimed = ClaimIdleWorker();
+      if (claimed != nullptr) {
+        have_batch = queue_.PopBatch(now, /*flush=*/false, claimed->batch,
+                                     claimed->dropped);
+        if (have_batch) computing_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
   }
-  work_cv_.notify_one();
+  if (claimed == nullptr) {
+    Wake();
+    return absl::OkStatus();
+  }
+  Process(*claimed, have_batch);
+  bool more_work;
+  {
+    MutexLock lock(&mu_);
+    claimed->claimed = false;
+    claimed_.fetch_sub(1, std::memory_order_relaxed);
+    // Rows left behind (a task larger than a batch, a batch not yet due, or
+    // arrivals meanwhile) are the workers'; while stopping, they may be
+    // waiting for this claim to end before they exit.
+    more_work = !queue_.empty() || stopping_;
+  }
+  if (more_work) work_cv_.notify_all();
   return absl::OkStatus();
+}
+
+Batcher::Worker* Batcher::ClaimIdleWorker() {
+  for (auto& worker : workers_) {
+    if (worker->waiting && !worker->claimed) {
+      worker->claimed = true;
+      claimed_.fetch_add(1, std::memory_order_relaxed);
+      return worker.get();
+    }
+  }
+  return nullptr;
+}
+
+void Batcher::Wake() {
+  if (claimed_.load(std::memory_order_relaxed) > 0) {
+    work_cv_.notify_all();
+  } else {
+    work_cv_.notify_one();
+  }
 }
 
 void Batcher::NotifyCancelled() {
@@ -74,7 +124,7 @@ void Batcher::NotifyCancelled() {
     MutexLock lock(&mu_);
     queue_.RequestSweep();
   }
-  work_cv_.notify_one();
+  Wake();
 }
 
 void Batcher::Stop() {
@@ -106,38 +156,55 @@ void Batcher::WorkerLoop(Worker& worker) {
     {
       MutexLock lock(&mu_);
       for (;;) {
-        have_batch = queue_.PopBatch(absl::Now(), stopping_, worker.batch,
-                                     worker.dropped);
-        if (have_batch || !worker.dropped.empty()) break;
-        if (stopping_ && queue_.empty()) {
-          exit = true;
-          break;
+        // While its executor is lent to a caller, the worker only waits.
+        if (!worker.claimed) {
+          have_batch = queue_.PopBatch(absl::Now(), stopping_, worker.batch,
+                                       worker.dropped);
+          if (have_batch) computing_.fetch_add(1, std::memory_order_relaxed);
+          if (have_batch || !worker.dropped.empty()) break;
+          // Exits once nothing is queued or lent: a caller computing on a
+          // claimed executor may leave rows behind.
+          if (stopping_ && queue_.empty() &&
+              claimed_.load(std::memory_order_relaxed) == 0) {
+            exit = true;
+            break;
+          }
         }
-        const absl::Time due = queue_.NextDueTime();
+        const absl::Time due =
+            worker.claimed ? absl::InfiniteFuture() : queue_.NextDueTime();
+        worker.waiting = true;
         if (due == absl::InfiniteFuture()) {
           mu_.Wait(work_cv_);
         } else {
           mu_.WaitUntil(work_cv_, absl::ToChronoTime(due));
         }
+        worker.waiting = false;
       }
       more_work = !queue_.empty();
     }
     // Another worker may take what this batch left behind.
-    if (more_work) work_cv_.notify_one();
-    if (!worker.dropped.empty()) {
-      dropped_.fetch_add(static_cast<int64_t>(worker.dropped.size()),
-                         std::memory_order_relaxed);
-      for (DroppedTask& d : worker.dropped) {
-        d.task->FinishRows(d.task->rows(), d.status);
-      }
-      worker.dropped.clear();
-    }
-    if (have_batch) Execute(worker);
+    if (more_work) Wake();
+    Process(worker, have_batch);
     if (exit) {
       // Wake a sibling that may still be waiting, so that it exits too.
       work_cv_.notify_all();
       return;
     }
+  }
+}
+
+void Batcher::Process(Worker& worker, bool have_batch) {
+  if (!worker.dropped.empty()) {
+    dropped_.fetch_add(static_cast<int64_t>(worker.dropped.size()),
+                       std::memory_order_relaxed);
+    for (DroppedTask& d : worker.dropped) {
+      d.task->FinishRows(d.task->rows(), d.status);
+    }
+    worker.dropped.clear();
+  }
+  if (have_batch) {
+    Execute(worker);
+    computing_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 

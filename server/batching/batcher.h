@@ -11,7 +11,9 @@
 // batch computes. Having the workers form batches themselves (rather than a
 // separate batcher thread handing batches over) saves a thread hand-off per
 // batch and never forms a batch that no instance is free to run. Submit takes
-// the lock only to append, and wakes a worker after releasing it.
+// the lock only to append, and wakes a worker after releasing it — or, with
+// Options::run_on_caller_when_idle, when the queue was empty and a worker
+// idle, claims that worker's executor and computes the task itself.
 //
 // Example:
 //   // A model instance that doubles each row's one float.
@@ -83,6 +85,16 @@ class Batcher {
     size_t output_floats_per_row = 0;
     // Optional; not owned; must outlive the batcher.
     BatchObserver* observer = nullptr;
+    // When a task arrives to an idle batcher (nothing queued, no batch
+    // computing, no arrival in the last `idle_gap`), Submit computes it at
+    // once on the caller's thread with an idle worker's executor, sparing
+    // the hand-off to the worker (a wake-up that cost more than the model's
+    // batch-1 call; docs/benchmarks.md). Under load arrivals come closer
+    // together, and workers form batches as before: a task computed alone
+    // would hold the executor from the tasks arriving right behind it. An
+    // executor is then called from several threads in turn, never at once.
+    bool run_on_caller_when_idle = false;
+    absl::Duration idle_gap = absl::Microseconds(50);
   };
 
   // Counters since creation, for tests and logs.
@@ -107,7 +119,9 @@ class Batcher {
   // Queues `task`. Its row count is task.input.size() / input_floats_per_row;
   // the output must hold as many rows. On a non-OK return the task was not
   // accepted and its `done` will not run: INVALID_ARGUMENT for bad sizes,
-  // UNAVAILABLE when the queue is full or the batcher is stopping.
+  // UNAVAILABLE when the queue is full or the batcher is stopping. With
+  // Options::run_on_caller_when_idle, `done` may run before Submit returns,
+  // on the caller's thread.
   absl::Status Submit(BatchTask task);
 
   // Asks the workers to look through the whole queue for cancelled tasks;
@@ -130,12 +144,24 @@ class Batcher {
     std::vector<DroppedTask> dropped;
     std::vector<absl::Duration> queue_times;
     std::thread thread;
+    // Guarded by the batcher's mu_: the worker waits for work, and its
+    // executor is lent to a caller of Submit (run_on_caller_when_idle).
+    bool waiting = false;
+    bool claimed = false;
   };
 
   Batcher(const Options& options,
           std::vector<std::unique_ptr<BatchExecutor>> executors);
   void WorkerLoop(Worker& worker);
+  // Answers the worker's dropped tasks, then computes its batch if
+  // `have_batch`.
+  void Process(Worker& worker, bool have_batch);
   void Execute(Worker& worker);
+  // A waiting, unclaimed worker, now claimed; null when none.
+  Worker* ClaimIdleWorker() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes a worker for queued work: all of them while some are claimed,
+  // since a claimed worker that gets the wake-up cannot act on it.
+  void Wake();
 
   const Options options_;
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -146,6 +172,12 @@ class Batcher {
   std::condition_variable work_cv_;
   BatchQueue queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_arrival_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Workers claimed; written under mu_, read by Wake without it.
+  std::atomic<int> claimed_{0};
+  // Batches being computed, by workers or by callers of Submit; counted up
+  // under mu_ as a batch is taken, down once it is answered.
+  std::atomic<int> computing_{0};
 
   // Serializes Stop; held while joining, so a second Stop waits for the
   // first to finish.

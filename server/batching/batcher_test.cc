@@ -61,6 +61,7 @@ class FakeExecutor : public BatchExecutor {
     bool gated = false;
     std::atomic<int> entered{0};
     absl::Status result;
+    std::vector<std::thread::id> threads;  // Of each Execute call.
   };
 
   explicit FakeExecutor(Shared& shared) : shared_(shared) {}
@@ -73,6 +74,7 @@ class FakeExecutor : public BatchExecutor {
     {
       std::lock_guard<std::mutex> lock(shared_.mu);
       shared_.batch_sizes.push_back(rows);
+      shared_.threads.push_back(std::this_thread::get_id());
       for (size_t r = 0; r < rows; ++r) shared_.seen.push_back(input[r * kIn]);
     }
     if (!shared_.result.ok()) return shared_.result;
@@ -441,6 +443,106 @@ TEST(BatcherTest, ObserverSeesEveryBatchAndItsPhases) {
   // (Two tasks are gathered and scattered, but a copy of 10 floats may take
   // less than the clock's resolution: nothing to assert on those phases.)
   EXPECT_GT(observer.times[1].infer, absl::ZeroDuration());
+}
+
+Batcher::Options InlineWhenIdle() {
+  Batcher::Options options;
+  options.run_on_caller_when_idle = true;
+  options.idle_gap = absl::ZeroDuration();  // Idle means nothing in flight.
+  return options;
+}
+
+// Waits until `batcher` computes nothing and has nothing queued.
+void AwaitIdle(const Batcher& batcher, int64_t rows) {
+  const absl::Time give_up = absl::Now() + kWait;
+  while (batcher.stats().rows < rows && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  // The worker goes back to waiting right after answering.
+  absl::SleepFor(absl::Milliseconds(2));
+}
+
+TEST(BatcherTest, IdleBatcherComputesOnTheCallersThread) {
+  FakeExecutor::Shared shared;
+  auto batcher = MakeBatcher(shared, 1, InlineWhenIdle());
+  int answered_within_submit = 0;
+  for (int i = 0; i < 20; ++i) {
+    AwaitIdle(*batcher, i);
+    Request r(2, 10.f * i);
+    ASSERT_TRUE(batcher->Submit(r.Task()).ok());
+    if (r.done.HasBeenNotified()) ++answered_within_submit;
+    ASSERT_TRUE(r.Wait());
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    EXPECT_TRUE(r.HasOwnAnswers());
+  }
+  // Once the worker has gone to sleep, each request is computed before
+  // Submit returns, on the test's thread.
+  EXPECT_GE(answered_within_submit, 15);
+  std::lock_guard<std::mutex> lock(shared.mu);
+  EXPECT_GE(std::count(shared.threads.begin(), shared.threads.end(),
+                       std::this_thread::get_id()),
+            answered_within_submit);
+}
+
+TEST(BatcherTest, BusyBatcherStillBatchesWhenInliningIsOn) {
+  FakeExecutor::Shared shared;
+  auto batcher = MakeBatcher(shared, 1, InlineWhenIdle());
+  AwaitIdle(*batcher, 0);
+  shared.gated = true;
+  // The first request finds the batcher idle and is computed by its
+  // caller, held at the gate; the rest queue behind it and, once the
+  // instance is free again, form one batch on the worker.
+  Request first(1, 0);
+  std::thread caller([&] { ASSERT_TRUE(batcher->Submit(first.Task()).ok()); });
+  const absl::Time give_up = absl::Now() + kWait;
+  while (shared.entered.load() < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  std::vector<std::unique_ptr<Request>> queued;
+  for (int i = 0; i < 10; ++i) {
+    queued.push_back(std::make_unique<Request>(1, 100.f + i));
+    ASSERT_TRUE(batcher->Submit(queued.back()->Task()).ok());
+    EXPECT_FALSE(queued.back()->done.HasBeenNotified());
+  }
+  shared.gate.Notify();
+  caller.join();
+  for (auto& r : queued) {
+    ASSERT_TRUE(r->Wait());
+    EXPECT_TRUE(r->HasOwnAnswers());
+  }
+  std::lock_guard<std::mutex> lock(shared.mu);
+  EXPECT_EQ(shared.batch_sizes, (std::vector<size_t>{1, 10}));
+  ASSERT_EQ(shared.threads.size(), 2u);
+  EXPECT_NE(shared.threads[0], shared.threads[1]);
+}
+
+TEST(BatcherTest, StopWaitsForAComputationOnACallersThread) {
+  FakeExecutor::Shared shared;
+  auto batcher = MakeBatcher(shared, 1, InlineWhenIdle());
+  AwaitIdle(*batcher, 0);
+  shared.gated = true;
+  Request first(1, 0), second(1, 1);
+  std::thread caller([&] { ASSERT_TRUE(batcher->Submit(first.Task()).ok()); });
+  const absl::Time give_up = absl::Now() + kWait;
+  while (shared.entered.load() < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(batcher->Submit(second.Task()).ok());
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    batcher->Stop();
+    stopped = true;
+  });
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(stopped.load());  // The borrowed instance is still computing.
+  shared.gate.Notify();
+  stopper.join();
+  caller.join();
+  // Stop returned: both were answered, the queued one by the worker.
+  EXPECT_TRUE(first.done.HasBeenNotified());
+  EXPECT_TRUE(second.done.HasBeenNotified());
+  EXPECT_TRUE(first.HasOwnAnswers());
+  EXPECT_TRUE(second.HasOwnAnswers());
 }
 
 }  // namespace

@@ -12,6 +12,11 @@ bodies:
                req/s and sequences/s
   one-at-once  1-sequence requests, 1 connection x 1 stream: mean latency;
                reported as rnn-server's added latency over the no-op's
+  one-at-once, rnn-loadgen
+               the same with rnn-loadgen (--concurrency=1, h2 transport):
+               the added median (p50) latency, less disturbed by the
+               machine's stalls than h2load's mean; rnn-server's answers
+               are verified against the reference forward pass
 
 and prints, per scenario, rnn-server / no-op (or the added latency) with
 min / median / max over the rounds, each ratio taken from one adjacent pair
@@ -25,6 +30,7 @@ Usage (or: make bench-ceiling):
 """
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -95,6 +101,29 @@ def run(binary, flags, body, rows, connections, streams, duration):
             "mean_s": seconds(m.group(3)), "rss_mib": rss}
 
 
+def run_loadgen(build_dir, binary, flags, duration, verify):
+    """rnn-loadgen at one request in flight against a fresh server; returns
+    its p50 and mean latency in seconds."""
+    proc, address, _ = start_server(binary, *flags)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        cmd = [os.path.join(build_dir, "client", "rnn-loadgen"), f"--target={address}",
+               "--concurrency=1", f"--duration={duration}", f"--json={report}"]
+        if verify:
+            cmd += ["--verify", f"--weights={verify}"]
+        try:
+            subprocess.run(cmd, capture_output=True, text=True, check=True,
+                           timeout=duration + 60)
+        finally:
+            stop(proc)
+        with open(report) as f:
+            result = json.load(f)["results"][0]
+    if result["ok"] != result["requests"] or result["wrong"]:
+        raise RuntimeError(f"{binary}: rnn-loadgen saw errors or wrong answers: {result}")
+    return {"p50_s": result["latency_us"]["p50"] * 1e-6,
+            "mean_s": result["latency_us"]["mean"] * 1e-6}
+
+
 def startup_seconds(binary, flags, runs=5):
     times = []
     for _ in range(runs):
@@ -154,6 +183,15 @@ def main():
                                       args.seconds)
                 pairs.append(pair)
             results[name] = (rows, connections, streams, pairs)
+    if not args.scenario or "one-at-once" in args.scenario:
+        weights = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                               "model", "rnn.safetensors")
+        loadgen_pairs = []
+        for _ in range(args.rounds):
+            loadgen_pairs.append({
+                label: run_loadgen(args.build_dir, binary, flags, args.seconds,
+                                   weights if label == "rnn-server" else None)
+                for label, binary, flags in servers})
 
     print("| scenario | no-op | rnn-server | rnn-server vs no-op, median (min – max) |")
     print("|---|---|---|---|")
@@ -173,6 +211,12 @@ def main():
         print(f"| {shape} | {spread([n['rps'] for n in noop_runs], '{:.0f}')} req/s "
               f"| {spread([r['rps'] for r in rnn_runs], '{:.0f}')} req/s{seq} "
               f"| **{spread(ratios, '{:.2f}')}** |")
+    if not args.scenario or "one-at-once" in args.scenario:
+        noop_p50 = [p["no-op"]["p50_s"] * 1e6 for p in loadgen_pairs]
+        rnn_p50 = [p["rnn-server"]["p50_s"] * 1e6 for p in loadgen_pairs]
+        added = [r - n for n, r in zip(noop_p50, rnn_p50)]
+        print(f"| one-at-once, rnn-loadgen p50 (1×1) | {spread(noop_p50, '{:.0f}')} µs "
+              f"| {spread(rnn_p50, '{:.0f}')} µs | added {spread(added, '{:+.1f}')} µs |")
     if "batch-1" in results:
         rss = [p["rnn-server"]["rss_mib"] for p in results["batch-1"][3]]
         print(f"\nrnn-server resident memory at the end of batch-1 runs: "

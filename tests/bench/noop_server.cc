@@ -4,7 +4,8 @@
 // Same gRPC (the callback API, as rnn-server), same protocol, the same
 // request parse and response shape as rnn-server: it parses each
 // ModelInferRequest, reads the batch size from the input's shape, and
-// answers a fixed [N, 10] FP32 output without computing anything. Anything
+// answers a fixed [N, 10] FP32 output without computing anything (and
+// ModelMetadata, as rnn-server's, for clients that ask first). Anything
 // rnn-server spends beyond this is the price of its batching, model and
 // metrics; tests/bench/ceiling_bench.py measures the two side by side.
 //
@@ -38,6 +39,30 @@ constexpr int kNumClasses = 10;
 class NoopService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
+  // rnn-server's metadata, so that clients which ask first (rnn-loadgen)
+  // drive this server too.
+  grpc::ServerUnaryReactor* ModelMetadata(
+      grpc::CallbackServerContext* context,
+      const inference::ModelMetadataRequest* request,
+      inference::ModelMetadataResponse* response) override {
+    response->set_name(request->name());
+    response->add_versions("1");
+    response->set_platform("noop");
+    inference::ModelMetadataResponse::TensorMetadata* input =
+        response->add_inputs();
+    input->set_name("input");
+    input->set_datatype("FP32");
+    for (int64_t d : {-1, 20, 100}) input->add_shape(d);
+    inference::ModelMetadataResponse::TensorMetadata* output =
+        response->add_outputs();
+    output->set_name("probabilities");
+    output->set_datatype("FP32");
+    for (int64_t d : {-1, kNumClasses}) output->add_shape(d);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* ModelInfer(
       grpc::CallbackServerContext* context,
       const inference::ModelInferRequest* request,
