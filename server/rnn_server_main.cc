@@ -52,10 +52,10 @@ ABSL_FLAG(int, instances, 1,
           "is one worker thread");
 ABSL_FLAG(int, max_batch_size, 64, "Most sequences per batch (sequences)");
 ABSL_FLAG(bool, inline_when_idle, true,
-          "Compute a request on the gRPC thread that received it when a "
-          "model instance is idle and nothing is queued (saves a thread "
-          "hand-off at low load); false hands every request to the "
-          "instances' worker threads");
+          "When nothing is queued or computing, compute a request on the "
+          "gRPC thread that received it, then the batches queued behind it "
+          "(up to 16), instead of waking a worker; false hands every "
+          "request to the instances' worker threads");
 ABSL_FLAG(int64_t, max_queue_delay_us, 0,
           "How long the oldest queued request may wait for a batch to fill "
           "(microseconds); 0 takes whatever is queued now");

@@ -66,13 +66,10 @@ absl::Status Batcher::Submit(BatchTask task) {
     }
     const bool was_empty = queue_.empty();
     const absl::Time now = absl::Now();
-    const absl::Time previous_arrival = last_arrival_;
-    last_arrival_ = now;
     absl::Status status = queue_.Push(std::move(task), rows, now);
     if (!status.ok()) return status;
     if (options_.run_on_caller_when_idle && was_empty &&
-        computing_.load(std::memory_order_relaxed) == 0 &&
-        now - previous_arrival >= options_.idle_gap) {
+        computing_.load(std::memory_order_relaxed) == 0) {
       claimed = ClaimIdleWorker();
       if (claimed != nullptr) {
         have_batch = queue_.PopBatch(now, /*flush=*/false, claimed->batch,
@@ -85,16 +82,25 @@ absl::Status Batcher::Submit(BatchTask task) {
     Wake();
     return absl::OkStatus();
   }
-  Process(*claimed, have_batch);
-  bool more_work;
-  {
+  // The caller leads: it computes its batch, then whatever became due
+  // meanwhile, so that under load the batches need no hand-off either.
+  bool more_work = false;
+  for (int batches = 1;; ++batches) {
+    Process(*claimed, have_batch);
     MutexLock lock(&mu_);
+    if (batches < options_.max_inline_batches && !stopping_) {
+      have_batch = queue_.PopBatch(absl::Now(), /*flush=*/false, claimed->batch,
+                                   claimed->dropped);
+      if (have_batch) computing_.fetch_add(1, std::memory_order_relaxed);
+      if (have_batch || !claimed->dropped.empty()) continue;
+    }
     claimed->claimed = false;
     claimed_.fetch_sub(1, std::memory_order_relaxed);
     // Rows left behind (a task larger than a batch, a batch not yet due, or
     // arrivals meanwhile) are the workers'; while stopping, they may be
     // waiting for this claim to end before they exit.
     more_work = !queue_.empty() || stopping_;
+    break;
   }
   if (more_work) work_cv_.notify_all();
   return absl::OkStatus();
@@ -112,6 +118,10 @@ Batcher::Worker* Batcher::ClaimIdleWorker() {
 }
 
 void Batcher::Wake() {
+  if (claimed_.load(std::memory_order_relaxed) ==
+      static_cast<int>(workers_.size())) {
+    return;  // Every executor is lent to a caller, which drains the queue.
+  }
   if (claimed_.load(std::memory_order_relaxed) > 0) {
     work_cv_.notify_all();
   } else {

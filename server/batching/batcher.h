@@ -86,15 +86,16 @@ class Batcher {
     // Optional; not owned; must outlive the batcher.
     BatchObserver* observer = nullptr;
     // When a task arrives to an idle batcher (nothing queued, no batch
-    // computing, no arrival in the last `idle_gap`), Submit computes it at
-    // once on the caller's thread with an idle worker's executor, sparing
-    // the hand-off to the worker (a wake-up that cost more than the model's
-    // batch-1 call; docs/benchmarks.md). Under load arrivals come closer
-    // together, and workers form batches as before: a task computed alone
-    // would hold the executor from the tasks arriving right behind it. An
-    // executor is then called from several threads in turn, never at once.
+    // computing), Submit computes it at once on the caller's thread with an
+    // idle worker's executor, sparing the hand-off to the worker (a wake-up
+    // that cost more than the model's batch-1 call; docs/benchmarks.md).
+    // The caller then leads: it goes on computing the batches that became
+    // due meanwhile, up to `max_inline_batches`, before it lends the
+    // executor back; under load the batches form as before, without
+    // hand-offs. An executor is then called from several threads in turn,
+    // never at once.
     bool run_on_caller_when_idle = false;
-    absl::Duration idle_gap = absl::Microseconds(50);
+    int max_inline_batches = 16;
   };
 
   // Counters since creation, for tests and logs.
@@ -172,7 +173,6 @@ class Batcher {
   std::condition_variable work_cv_;
   BatchQueue queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time last_arrival_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Workers claimed; written under mu_, read by Wake without it.
   std::atomic<int> claimed_{0};
   // Batches being computed, by workers or by callers of Submit; counted up

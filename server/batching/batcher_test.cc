@@ -445,10 +445,10 @@ TEST(BatcherTest, ObserverSeesEveryBatchAndItsPhases) {
   EXPECT_GT(observer.times[1].infer, absl::ZeroDuration());
 }
 
-Batcher::Options InlineWhenIdle() {
+Batcher::Options InlineWhenIdle(int max_inline_batches = 16) {
   Batcher::Options options;
   options.run_on_caller_when_idle = true;
-  options.idle_gap = absl::ZeroDuration();  // Idle means nothing in flight.
+  options.max_inline_batches = max_inline_batches;
   return options;
 }
 
@@ -484,16 +484,18 @@ TEST(BatcherTest, IdleBatcherComputesOnTheCallersThread) {
             answered_within_submit);
 }
 
-TEST(BatcherTest, BusyBatcherStillBatchesWhenInliningIsOn) {
+// The first request finds the batcher idle and is computed by its caller,
+// held at the gate; ten more queue behind it. Returns the threads that
+// computed the two batches, which must be {1, 10} rows.
+std::vector<std::thread::id> BatchBehindAnInlineOne(
+    int max_inline_batches, std::thread::id* caller_id) {
   FakeExecutor::Shared shared;
-  auto batcher = MakeBatcher(shared, 1, InlineWhenIdle());
+  auto batcher = MakeBatcher(shared, 1, InlineWhenIdle(max_inline_batches));
   AwaitIdle(*batcher, 0);
   shared.gated = true;
-  // The first request finds the batcher idle and is computed by its
-  // caller, held at the gate; the rest queue behind it and, once the
-  // instance is free again, form one batch on the worker.
   Request first(1, 0);
-  std::thread caller([&] { ASSERT_TRUE(batcher->Submit(first.Task()).ok()); });
+  std::thread caller([&] { EXPECT_TRUE(batcher->Submit(first.Task()).ok()); });
+  *caller_id = caller.get_id();
   const absl::Time give_up = absl::Now() + kWait;
   while (shared.entered.load() < 1 && absl::Now() < give_up) {
     std::this_thread::yield();
@@ -501,19 +503,37 @@ TEST(BatcherTest, BusyBatcherStillBatchesWhenInliningIsOn) {
   std::vector<std::unique_ptr<Request>> queued;
   for (int i = 0; i < 10; ++i) {
     queued.push_back(std::make_unique<Request>(1, 100.f + i));
-    ASSERT_TRUE(batcher->Submit(queued.back()->Task()).ok());
+    EXPECT_TRUE(batcher->Submit(queued.back()->Task()).ok());
     EXPECT_FALSE(queued.back()->done.HasBeenNotified());
   }
   shared.gate.Notify();
   caller.join();
   for (auto& r : queued) {
-    ASSERT_TRUE(r->Wait());
+    EXPECT_TRUE(r->Wait());
     EXPECT_TRUE(r->HasOwnAnswers());
   }
+  EXPECT_TRUE(first.HasOwnAnswers());
   std::lock_guard<std::mutex> lock(shared.mu);
   EXPECT_EQ(shared.batch_sizes, (std::vector<size_t>{1, 10}));
-  ASSERT_EQ(shared.threads.size(), 2u);
-  EXPECT_NE(shared.threads[0], shared.threads[1]);
+  return shared.threads;
+}
+
+TEST(BatcherTest, CallerThatComputedGoesOnWithWhatQueuedBehindIt) {
+  std::thread::id caller;
+  const std::vector<std::thread::id> threads =
+      BatchBehindAnInlineOne(16, &caller);
+  ASSERT_EQ(threads.size(), 2u);
+  EXPECT_EQ(threads[0], caller);
+  EXPECT_EQ(threads[1], caller);  // No hand-off to the worker.
+}
+
+TEST(BatcherTest, CallerHandsBackAfterMaxInlineBatches) {
+  std::thread::id caller;
+  const std::vector<std::thread::id> threads =
+      BatchBehindAnInlineOne(1, &caller);
+  ASSERT_EQ(threads.size(), 2u);
+  EXPECT_EQ(threads[0], caller);
+  EXPECT_NE(threads[1], caller);  // The worker's.
 }
 
 TEST(BatcherTest, StopWaitsForAComputationOnACallersThread) {
