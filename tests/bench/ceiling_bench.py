@@ -26,7 +26,11 @@ at the end of a batch-1 run and its time from launch to serving.
 
 Usage (or: make bench-ceiling):
     /usr/bin/python3 tests/bench/ceiling_bench.py build/release \
-        [--rounds 3] [--seconds 5] [--server-flag=--instances=2 ...]
+        [--rounds 3] [--seconds 5] [--server-flag=--instances=2 ...] \
+        [--scenario batch-1 ...] [--variant='--inline_when_idle=false' ...]
+
+--variant adds rnn-server configurations to the same rotation (A B C A B C
+...), each compared with the no-op of its round.
 """
 
 import argparse
@@ -158,10 +162,16 @@ def main():
                    help="a flag for rnn-server (repeatable); default flags otherwise")
     p.add_argument("--scenario", action="append", choices=[s[0] for s in SCENARIOS],
                    help="run only these scenarios (repeatable)")
+    p.add_argument("--variant", action="append", default=[],
+                   help="one more rnn-server configuration in the same rotation: "
+                        "space-separated flags added to --server-flag (repeatable), "
+                        "e.g. --variant=--inline_when_idle=false")
     args = p.parse_args()
     rnn = os.path.join(args.build_dir, "server", "rnn-server")
     noop = os.path.join(args.build_dir, "tests", "bench", "noop-server")
     servers = [("no-op", noop, ["--metrics_port=-1"]), ("rnn-server", rnn, args.server_flag)]
+    servers += [(f"rnn-server {v}", rnn, args.server_flag + v.split()) for v in args.variant]
+    rnn_labels = [label for label, _, _ in servers[1:]]
     scenarios = [s for s in SCENARIOS if not args.scenario or s[0] in args.scenario]
 
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu_model()}, {os.cpu_count()} cores, "
@@ -190,33 +200,40 @@ def main():
         for _ in range(args.rounds):
             loadgen_pairs.append({
                 label: run_loadgen(args.build_dir, binary, flags, args.seconds,
-                                   weights if label == "rnn-server" else None)
+                                   weights if label != "no-op" else None)
                 for label, binary, flags in servers})
 
-    print("| scenario | no-op | rnn-server | rnn-server vs no-op, median (min – max) |")
+    print("| scenario | no-op | server | server vs no-op, median (min – max) |")
     print("|---|---|---|---|")
     for name, (rows, connections, streams, pairs) in results.items():
         noop_runs = [p["no-op"] for p in pairs]
-        rnn_runs = [p["rnn-server"] for p in pairs]
-        shape = f"{name} ({connections}×{streams})"
-        if name == "one-at-once":
-            added = [(r["mean_s"] - n["mean_s"]) * 1e6 for n, r in zip(noop_runs, rnn_runs)]
-            print(f"| {shape} | {spread([n['mean_s'] * 1e6 for n in noop_runs], '{:.0f}')} µs "
-                  f"| {spread([r['mean_s'] * 1e6 for r in rnn_runs], '{:.0f}')} µs "
-                  f"| added {spread(added, '{:+.1f}')} µs |")
-            continue
-        ratios = [r["rps"] / n["rps"] for n, r in zip(noop_runs, rnn_runs)]
-        seq = "" if rows == 1 else (
-            f"; {spread([r['rps'] * rows / 1e3 for r in rnn_runs], '{:.0f}')}k seq/s")
-        print(f"| {shape} | {spread([n['rps'] for n in noop_runs], '{:.0f}')} req/s "
-              f"| {spread([r['rps'] for r in rnn_runs], '{:.0f}')} req/s{seq} "
-              f"| **{spread(ratios, '{:.2f}')}** |")
+        for label in rnn_labels:
+            rnn_runs = [p[label] for p in pairs]
+            shape = f"{name} ({connections}×{streams})"
+            if len(rnn_labels) > 1:
+                shape += f", {label}"
+            if name == "one-at-once":
+                added = [(r["mean_s"] - n["mean_s"]) * 1e6 for n, r in zip(noop_runs, rnn_runs)]
+                print(f"| {shape} | {spread([n['mean_s'] * 1e6 for n in noop_runs], '{:.0f}')} µs "
+                      f"| {spread([r['mean_s'] * 1e6 for r in rnn_runs], '{:.0f}')} µs "
+                      f"| added {spread(added, '{:+.1f}')} µs |")
+                continue
+            ratios = [r["rps"] / n["rps"] for n, r in zip(noop_runs, rnn_runs)]
+            seq = "" if rows == 1 else (
+                f"; {spread([r['rps'] * rows / 1e3 for r in rnn_runs], '{:.0f}')}k seq/s")
+            print(f"| {shape} | {spread([n['rps'] for n in noop_runs], '{:.0f}')} req/s "
+                  f"| {spread([r['rps'] for r in rnn_runs], '{:.0f}')} req/s{seq} "
+                  f"| **{spread(ratios, '{:.2f}')}** |")
     if not args.scenario or "one-at-once" in args.scenario:
         noop_p50 = [p["no-op"]["p50_s"] * 1e6 for p in loadgen_pairs]
-        rnn_p50 = [p["rnn-server"]["p50_s"] * 1e6 for p in loadgen_pairs]
-        added = [r - n for n, r in zip(noop_p50, rnn_p50)]
-        print(f"| one-at-once, rnn-loadgen p50 (1×1) | {spread(noop_p50, '{:.0f}')} µs "
-              f"| {spread(rnn_p50, '{:.0f}')} µs | added {spread(added, '{:+.1f}')} µs |")
+        for label in rnn_labels:
+            rnn_p50 = [p[label]["p50_s"] * 1e6 for p in loadgen_pairs]
+            added = [r - n for n, r in zip(noop_p50, rnn_p50)]
+            shape = "one-at-once, rnn-loadgen p50 (1×1)"
+            if len(rnn_labels) > 1:
+                shape += f", {label}"
+            print(f"| {shape} | {spread(noop_p50, '{:.0f}')} µs "
+                  f"| {spread(rnn_p50, '{:.0f}')} µs | added {spread(added, '{:+.1f}')} µs |")
     if "batch-1" in results:
         rss = [p["rnn-server"]["rss_mib"] for p in results["batch-1"][3]]
         print(f"\nrnn-server resident memory at the end of batch-1 runs: "
