@@ -24,13 +24,13 @@ RUNTIME="
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libc-ares2 libre2-9 libssl3
   libdnnl2 libgomp1 ocl-icd-libopencl1
   libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1
-  libnghttp2-14 zlib1g
+  libnghttp2-14 zlib1g libjemalloc2
 "
 BUILD="
   build-essential cmake make pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libdnnl-dev ocl-icd-opencl-dev libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
-  libnghttp2-dev
+  libnghttp2-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
 "
