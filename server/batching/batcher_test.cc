@@ -136,16 +136,21 @@ struct Request {
   }
 };
 
+// Waits until some Execute call has begun.
+void AwaitFirstExecute(FakeExecutor::Shared& shared) {
+  const absl::Time give_up = absl::Now() + kWait;
+  while (shared.entered.load() < 1 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+}
+
 // Holds the only instance inside Execute with a first request, so that the
 // requests submitted next are all queued before their batch forms.
 void OccupyTheInstance(Batcher& batcher, FakeExecutor::Shared& shared,
                        Request& blocker) {
   shared.gated = true;
   ASSERT_TRUE(batcher.Submit(blocker.Task()).ok());
-  const absl::Time give_up = absl::Now() + kWait;
-  while (shared.entered.load() < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
+  AwaitFirstExecute(shared);
   ASSERT_EQ(shared.entered.load(), 1);
 }
 
@@ -484,6 +489,19 @@ TEST(BatcherTest, IdleBatcherComputesOnTheCallersThread) {
             answered_within_submit);
 }
 
+// Submits `request` to an idle `batcher` from a new thread, which computes
+// it and is held at the gate; returns once it is computing.
+std::thread ComputeOnACaller(Batcher& batcher, FakeExecutor::Shared& shared,
+                             Request& request) {
+  AwaitIdle(batcher, 0);
+  shared.gated = true;
+  std::thread caller([&batcher, &request] {
+    EXPECT_TRUE(batcher.Submit(request.Task()).ok());
+  });
+  AwaitFirstExecute(shared);
+  return caller;
+}
+
 // The first request finds the batcher idle and is computed by its caller,
 // held at the gate; ten more queue behind it. Returns the threads that
 // computed the two batches, which must be {1, 10} rows.
@@ -491,15 +509,9 @@ std::vector<std::thread::id> BatchBehindAnInlineOne(
     int max_inline_batches, std::thread::id* caller_id) {
   FakeExecutor::Shared shared;
   auto batcher = MakeBatcher(shared, 1, InlineWhenIdle(max_inline_batches));
-  AwaitIdle(*batcher, 0);
-  shared.gated = true;
   Request first(1, 0);
-  std::thread caller([&] { EXPECT_TRUE(batcher->Submit(first.Task()).ok()); });
+  std::thread caller = ComputeOnACaller(*batcher, shared, first);
   *caller_id = caller.get_id();
-  const absl::Time give_up = absl::Now() + kWait;
-  while (shared.entered.load() < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
   std::vector<std::unique_ptr<Request>> queued;
   for (int i = 0; i < 10; ++i) {
     queued.push_back(std::make_unique<Request>(1, 100.f + i));
@@ -539,14 +551,8 @@ TEST(BatcherTest, CallerHandsBackAfterMaxInlineBatches) {
 TEST(BatcherTest, StopWaitsForAComputationOnACallersThread) {
   FakeExecutor::Shared shared;
   auto batcher = MakeBatcher(shared, 1, InlineWhenIdle());
-  AwaitIdle(*batcher, 0);
-  shared.gated = true;
   Request first(1, 0), second(1, 1);
-  std::thread caller([&] { ASSERT_TRUE(batcher->Submit(first.Task()).ok()); });
-  const absl::Time give_up = absl::Now() + kWait;
-  while (shared.entered.load() < 1 && absl::Now() < give_up) {
-    std::this_thread::yield();
-  }
+  std::thread caller = ComputeOnACaller(*batcher, shared, first);
   ASSERT_TRUE(batcher->Submit(second.Task()).ok());
   std::atomic<bool> stopped{false};
   std::thread stopper([&] {
