@@ -72,11 +72,8 @@ sanitizers: asan-all tsan-core
 # requests, with glibc's allocator as the server tunes it, which ASan
 # replaces) and fault_test (p99 under overload, RSS flat in the soak). Both
 # run in make test. quarantine_size_mb=16 (test preset) keeps stream_test's
-# slow reader within its RSS bound. loadgen_test is left out while an
-# intermittent double free inside gRPC at rnn-loadgen's exit (1 run in 3
-# under ASan, in FrozenServerTest; open in issue 12) is found and fixed,
-# and ceiling_bench_smoke with it (it runs rnn-loadgen too).
-ASAN_EXCLUDE := ^(hostile_test|fault_test|loadgen_test|ceiling_bench_smoke)$$
+# slow reader within its RSS bound.
+ASAN_EXCLUDE := ^(hostile_test|fault_test)$$
 asan-all: deps
 	cmake --preset asan-all
 	cmake --build --preset asan-all -j$(JOBS)

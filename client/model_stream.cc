@@ -42,6 +42,12 @@ absl::StatusCode ErrorCode(const inference::ModelInferResponse& response) {
 // gracefully (CloseWrites, once the queue is written: WritesDone, then the
 // hold goes) or not (Cancel, a failed write or the server ending the stream:
 // the hold goes as soon as no write is in flight).
+//
+// ModelStream owns the reactor and destroys it after Wait: the reactor's
+// ClientContext may hold the last reference to the channel, which must not
+// be released on one of gRPC's threads. OnDone therefore signals the end
+// through an Ending that it holds itself, so that the owner may destroy the
+// reactor while OnDone is still returning.
 class ModelStream::Reactor final
     : public grpc::ClientBidiReactor<grpc::ByteBuffer,
                                      inference::ModelStreamInferResponse> {
@@ -52,9 +58,7 @@ class ModelStream::Reactor final
         on_done_(std::move(on_done)),
         max_queued_writes_(max_queued_writes) {}
 
-  void Start(StreamStub& stub, std::shared_ptr<Reactor> self,
-             const StreamOptions& options) {
-    self_ = std::move(self);
+  void Start(StreamStub& stub, const StreamOptions& options) {
     if (options.deadline.has_value()) {
       context_.set_deadline(
           absl::ToChronoTime(absl::Now() + *options.deadline));
@@ -119,9 +123,10 @@ class ModelStream::Reactor final
   }
 
   absl::Status Wait() {
-    MutexLock lock(&mu_);
-    while (!done_) mu_.Wait(done_cv_);
-    return status_;
+    Ending& ending = *ending_;
+    MutexLock lock(&ending.mu);
+    while (!ending.done) ending.mu.Wait(ending.cv);
+    return ending.status;
   }
 
   void OnWriteDone(bool ok) override {
@@ -172,20 +177,32 @@ class ModelStream::Reactor final
   }
 
   void OnDone(const grpc::Status& grpc_status) override {
-    // Keeps this reactor alive to the end of the function, whoever else
-    // lets go of it meanwhile.
-    const std::shared_ptr<Reactor> self = std::move(self_);
     const absl::Status status = FromGrpcStatus(grpc_status);
     if (on_done_) on_done_(status);
     {
       MutexLock lock(&mu_);
-      status_ = status;
       done_ = true;
     }
-    done_cv_.notify_all();
+    // Once `ending` says done, the owner may destroy this reactor: from
+    // here on, only `ending` is touched.
+    const std::shared_ptr<Ending> ending = ending_;
+    {
+      MutexLock lock(&ending->mu);
+      ending->status = status;
+      ending->done = true;
+    }
+    ending->cv.notify_all();
   }
 
  private:
+  // How the call ended, for Wait.
+  struct Ending {
+    Mutex mu;
+    std::condition_variable cv;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::Status status ABSL_GUARDED_BY(mu);
+  };
+
   // What to do, outside the lock, to end the writing side.
   struct EndOfWrites {
     bool writes_done = false;
@@ -218,11 +235,11 @@ class ModelStream::Reactor final
   const size_t max_queued_writes_;
   // Touched only by the read reactions, which never overlap.
   inference::ModelStreamInferResponse read_;
-  // Released by OnDone: the reactor lives until gRPC is done with it.
-  std::shared_ptr<Reactor> self_;
+  // Shared with OnDone, which may still be returning when the reactor is
+  // destroyed.
+  const std::shared_ptr<Ending> ending_ = std::make_shared<Ending>();
 
   Mutex mu_;
-  std::condition_variable done_cv_;
   // Requests to write; while writing_, the front is on the wire.
   std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -232,21 +249,21 @@ class ModelStream::Reactor final
   bool half_close_ ABSL_GUARDED_BY(mu_) = false;
   // The hold taken at the start is still held.
   bool hold_ ABSL_GUARDED_BY(mu_) = true;
+  // OnDone has run (Cancel has nothing left to do).
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 std::unique_ptr<ModelStream> ModelStream::Open(StreamStub& stub,
                                                OnAnswer on_answer,
                                                OnDone on_done,
                                                const StreamOptions& options) {
-  auto reactor = std::make_shared<Reactor>(
+  auto reactor = std::make_unique<Reactor>(
       std::move(on_answer), std::move(on_done), options.max_queued_writes);
-  reactor->Start(stub, reactor, options);
+  reactor->Start(stub, options);
   return std::unique_ptr<ModelStream>(new ModelStream(std::move(reactor)));
 }
 
-ModelStream::ModelStream(std::shared_ptr<Reactor> reactor)
+ModelStream::ModelStream(std::unique_ptr<Reactor> reactor)
     : reactor_(std::move(reactor)) {}
 
 ModelStream::~ModelStream() {

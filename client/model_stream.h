@@ -114,7 +114,8 @@ class ModelStream {
   ModelStream(const ModelStream&) = delete;
   ModelStream& operator=(const ModelStream&) = delete;
   // Cancels the stream unless it has ended, and waits until it has: no
-  // callback runs after the destructor returns.
+  // callback runs after the destructor returns. Not from the stream's own
+  // callbacks (it would wait for itself).
   ~ModelStream();
 
   // Queues `request` to be written. OK: the request will get exactly one
@@ -145,11 +146,14 @@ class ModelStream {
   static std::unique_ptr<ModelStream> Open(StreamStub& stub, OnAnswer on_answer,
                                            OnDone on_done,
                                            const StreamOptions& options);
-  explicit ModelStream(std::shared_ptr<Reactor> reactor);
+  explicit ModelStream(std::unique_ptr<Reactor> reactor);
 
-  // Shared with gRPC until the call is done, so that the destructor may
-  // return while gRPC's last reaction is still unwinding.
-  const std::shared_ptr<Reactor> reactor_;
+  // Destroyed by the destructor, on the owner's thread, never by gRPC's
+  // last reaction: the reactor's ClientContext holds a reference to the
+  // channel, and a channel released on one of gRPC's callback threads
+  // destroys that thread's completion queue from under it (a double free
+  // in gRPC 1.51).
+  const std::unique_ptr<Reactor> reactor_;
 };
 
 }  // namespace rnn
