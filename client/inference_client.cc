@@ -344,15 +344,19 @@ void InferenceClient::InferAsync(
   call->request = BuildRequest(input);
   call->done = std::move(done);
   SetDeadline(call->context, input.deadline);
+  // The call, with its ClientContext (which holds a reference to the
+  // channel), goes before `done` runs: once told, the caller may destroy
+  // this client, and the channel must not be released on gRPC's thread
+  // (model_stream.cc says why).
   stub_->async()->ModelInfer(&call->context, &call->request, &call->response,
                              [call](grpc::Status status) {
-                               absl::Status s = FromGrpcStatus(status);
-                               if (s.ok()) {
-                                 call->done(ParseResponse(call->response));
-                               } else {
-                                 call->done(s);
-                               }
+                               const absl::Status s = FromGrpcStatus(status);
+                               absl::StatusOr<InferOutput> result =
+                                   s.ok() ? ParseResponse(call->response)
+                                          : absl::StatusOr<InferOutput>(s);
+                               auto done = std::move(call->done);
                                delete call;
+                               done(std::move(result));
                              });
 }
 

@@ -153,7 +153,8 @@ class InferenceClient {
   // Synchronous inference.
   absl::StatusOr<InferOutput> Infer(const InferInput& input);
   // Asynchronous inference: returns at once; `done` runs once, on a gRPC
-  // thread, with the result. `input.data` may be released when this returns.
+  // thread, with the result. `input.data` may be released when this returns;
+  // the client may be destroyed once every `done` has run.
   void InferAsync(const InferInput& input,
                   absl::AnyInvocable<void(absl::StatusOr<InferOutput>)> done);
 
