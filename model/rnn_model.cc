@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -70,6 +73,55 @@ void CopyToFloat(const memory& from, size_t n, float* to) {
   }
 }
 
+// A buffer that many plans' memories point into, at fixed offsets. Plans
+// run one at a time on an instance, so their scratchpads can share one
+// buffer, and so can the intermediate results that live only within a
+// call: sized for the largest plan, it keeps resident only the pages the
+// largest batch touches. (One buffer per plan grew the server's RSS with
+// every batch size it served: 72-73 MiB under h2load 4 x 16, 64-65 MiB
+// shared; docs/benchmarks.md.)
+// `bytes` rounded up to a whole number of cache lines.
+size_t Aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+class SharedBuffer {
+ public:
+  // A memory of `md` at `offset` bytes into the buffer, which grows to hold
+  // it; when the buffer grows, every memory bound so far is moved along.
+  memory Bind(const memory::desc& md, const dnnl::engine& engine,
+              size_t offset = 0) {
+    Reserve(offset + md.get_size());
+    memory mem(md, engine, data_.get() + offset);
+    bound_.push_back({mem, offset});
+    return mem;
+  }
+
+ private:
+  struct Free {
+    void operator()(char* p) const { std::free(p); }
+  };
+  struct Bound {
+    memory mem;
+    size_t offset;
+  };
+
+  void Reserve(size_t bytes) {
+    if (bytes <= size_) return;
+    // oneDNN's own buffers are 64-byte aligned; aligned_alloc wants a
+    // multiple of the alignment.
+    const size_t size = Aligned(bytes);
+    std::unique_ptr<char[], Free> data(
+        static_cast<char*>(std::aligned_alloc(64, size)));
+    if (data == nullptr) throw std::bad_alloc();
+    for (Bound& b : bound_) b.mem.set_data_handle(data.get() + b.offset);
+    data_ = std::move(data);
+    size_ = size;
+  }
+
+  std::unique_ptr<char[], Free> data_;
+  size_t size_ = 0;
+  std::vector<Bound> bound_;
+};
+
 }  // namespace
 
 // Dimension letters follow oneDNN: T time steps, N batch, C input channels,
@@ -119,6 +171,13 @@ struct RnnModel::Impl {
   };
   std::vector<Cached> reordered;
   std::vector<std::unique_ptr<Plan>> plans;  // Indexed by batch size.
+  // Shared by every plan: the primitives' scratchpads, and what one call
+  // computes on the way (the RNN's per-step outputs; bf16's converted input,
+  // input projection and hidden states).
+  SharedBuffer scratchpad, intermediate;
+  // bf16's h_{-1}: zeros for the largest batch, read by each plan's first
+  // step and never written.
+  std::vector<uint16_t> zero_hidden;
 
   // `user` (viewed with `dims` and `tag`, which must describe the same bytes)
   // reordered into `want`, made on first request.
@@ -145,7 +204,7 @@ struct RnnModel::Impl {
     return args;
   }
 
-  // User scratchpads: each plan owns its own, so instances never share
+  // User scratchpads (Impl::scratchpad): instances never share
   // library-managed buffers and Run allocates no scratch memory.
   static dnnl::primitive_attr UserScratchpad() {
     dnnl::primitive_attr attr;
@@ -187,10 +246,10 @@ struct RnnModel::Impl {
         dst_layer_md, memory::desc());
     const dnnl::vanilla_rnn_forward::primitive_desc rnn_pd(rnn_d, attr, engine);
     plan.src = memory(src_layer_md, engine, nullptr);
-    const memory dst_layer(dst_layer_md, engine);
-    plan.last_hidden = memory(
-        memory::desc({n, h}, kF32, Tag::nc), engine,
-        static_cast<float*>(dst_layer.get_data_handle()) + (t - 1) * n * h);
+    const memory dst_layer = intermediate.Bind(dst_layer_md, engine);
+    plan.last_hidden =
+        intermediate.Bind(memory::desc({n, h}, kF32, Tag::nc), engine,
+                          (t - 1) * n * h * sizeof(float));
     plan.steps.emplace_back(
         dnnl::vanilla_rnn_forward(rnn_pd),
         Args(plan, {
@@ -205,7 +264,7 @@ struct RnnModel::Impl {
                                                  {1, 1, 1, h}, Tag::ldgo)},
                        {DNNL_ARG_DST_LAYER, dst_layer},
                        {DNNL_ARG_SCRATCHPAD,
-                        memory(rnn_pd.scratchpad_desc(), engine)},
+                        scratchpad.Bind(rnn_pd.scratchpad_desc(), engine)},
                    }));
   }
 
@@ -221,7 +280,10 @@ struct RnnModel::Impl {
     // way) into a contiguous bf16 buffer.
     plan.src = memory(memory::desc({t, n, c}, kF32, Dims{c, t * c, 1}), engine,
                       nullptr);
-    const memory x(memory::desc({t, n, c}, kBf16, Tag::abc), engine);
+    // In `intermediate`: x, then xproj, then h_0 ... h_{T-1}.
+    const memory x =
+        intermediate.Bind(memory::desc({t, n, c}, kBf16, Tag::abc), engine);
+    const size_t xproj_at = Aligned(x.get_desc().get_size());
     plan.steps.emplace_back(
         dnnl::reorder(plan.src, x),
         Args(plan, {{DNNL_ARG_FROM, plan.src}, {DNNL_ARG_TO, x}}));
@@ -237,21 +299,21 @@ struct RnnModel::Impl {
         dnnl::matmul::desc(x_md, memory::desc({c, h}, kBf16, Tag::any), bias_md,
                            xproj_md),
         attr, engine);
-    const memory xproj(xproj_md, engine);
+    const memory xproj = intermediate.Bind(xproj_md, engine, xproj_at);
+    const size_t hidden_at = xproj_at + Aligned(xproj_md.get_size());
     plan.steps.emplace_back(
         dnnl::matmul(proj_pd),
-        Args(
-            plan,
-            {
-                {DNNL_ARG_SRC, memory(x_md, engine, x.get_data_handle())},
-                {DNNL_ARG_WEIGHTS,
-                 Reordered(user_kernel, proj_pd.weights_desc(), {c, h},
-                           Tag::ab)},
-                {DNNL_ARG_BIAS, Reordered(user_bias, bias_md, {1, h}, Tag::ab)},
-                {DNNL_ARG_DST, xproj},
-                {DNNL_ARG_SCRATCHPAD,
-                 memory(proj_pd.scratchpad_desc(), engine)},
-            }));
+        Args(plan, {
+                       {DNNL_ARG_SRC, intermediate.Bind(x_md, engine)},
+                       {DNNL_ARG_WEIGHTS,
+                        Reordered(user_kernel, proj_pd.weights_desc(), {c, h},
+                                  Tag::ab)},
+                       {DNNL_ARG_BIAS,
+                        Reordered(user_bias, bias_md, {1, h}, Tag::ab)},
+                       {DNNL_ARG_DST, xproj},
+                       {DNNL_ARG_SCRATCHPAD,
+                        scratchpad.Bind(proj_pd.scratchpad_desc(), engine)},
+                   }));
 
     // One step: h_t = relu(xproj_t + h_{t-1} W_h), the add and the ReLU as
     // post-ops, h_t written as bf16 for the next step's matmul. The first
@@ -272,31 +334,31 @@ struct RnnModel::Impl {
     const dnnl::matmul step(step_pd);
     const memory recurrent =
         Reordered(user_recurrent, step_pd.weights_desc(), {h, h}, Tag::ab);
-    const memory step_scratchpad(step_pd.scratchpad_desc(), engine);
-    // Step i of a time-major buffer whose steps are `md`.
-    const auto step_view = [&](const memory& buffer, const memory::desc& md,
+    const memory step_scratchpad =
+        scratchpad.Bind(step_pd.scratchpad_desc(), engine);
+    // Step i of the time-major buffer at `at` whose steps are `md`.
+    const auto step_view = [&](size_t at, const memory::desc& md,
                                memory::dim i) {
-      return memory(md, engine,
-                    static_cast<char*>(buffer.get_data_handle()) +
-                        i * static_cast<memory::dim>(md.get_size()));
+      return intermediate.Bind(md, engine, at + i * md.get_size());
     };
-    // h_{-1} = 0, h_0, ..., h_{T-1}: h_i lives at index i + 1.
-    const memory hidden(memory::desc({t + 1, n, h}, kBf16, Tag::abc), engine);
-    std::memset(hidden.get_data_handle(), 0, h_step_md.get_size());
+    // h_{-1} = 0 comes from zero_hidden, which no step writes: other plans
+    // write where this one's h_{-1} would lie in `intermediate`.
+    const memory zero(h_step_md, engine, zero_hidden.data());
     for (memory::dim i = 0; i < t; ++i) {
       plan.steps.emplace_back(
           step,
-          Args(plan, {
-                         {DNNL_ARG_SRC, step_view(hidden, h_step_md, i)},
-                         {DNNL_ARG_WEIGHTS, recurrent},
-                         {DNNL_ARG_DST, step_view(hidden, h_step_md, i + 1)},
-                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
-                          step_view(xproj, xproj_step_md, i)},
-                         {DNNL_ARG_SCRATCHPAD, step_scratchpad},
-                     }));
+          Args(plan,
+               {
+                   {DNNL_ARG_SRC,
+                    i == 0 ? zero : step_view(hidden_at, h_step_md, i - 1)},
+                   {DNNL_ARG_WEIGHTS, recurrent},
+                   {DNNL_ARG_DST, step_view(hidden_at, h_step_md, i)},
+                   {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                    step_view(xproj_at, xproj_step_md, i)},
+                   {DNNL_ARG_SCRATCHPAD, step_scratchpad},
+               }));
     }
-    plan.owned.push_back(hidden);
-    plan.last_hidden = step_view(hidden, h_step_md, t);
+    plan.last_hidden = step_view(hidden_at, h_step_md, t - 1);
   }
 
   // Dense layer on h_T, read in place as an [N,H] matrix, then softmax over
@@ -323,7 +385,7 @@ struct RnnModel::Impl {
                         Reordered(user_dense_bias, dense_pd.bias_desc())},
                        {DNNL_ARG_DST, plan.probs},
                        {DNNL_ARG_SCRATCHPAD,
-                        memory(dense_pd.scratchpad_desc(), engine)},
+                        scratchpad.Bind(dense_pd.scratchpad_desc(), engine)},
                    }));
 
     const dnnl::softmax_forward::desc softmax_d(
@@ -336,7 +398,7 @@ struct RnnModel::Impl {
                        {DNNL_ARG_SRC, plan.probs},
                        {DNNL_ARG_DST, plan.probs},
                        {DNNL_ARG_SCRATCHPAD,
-                        memory(softmax_pd.scratchpad_desc(), engine)},
+                        scratchpad.Bind(softmax_pd.scratchpad_desc(), engine)},
                    }));
   }
 };
@@ -426,6 +488,9 @@ absl::StatusOr<std::unique_ptr<RnnModel>> RnnModel::Create(
     return FromDnnlError(e, "wrapping the weights");
   }
   impl.plans.resize(options.max_batch_size + 1);
+  if (options.precision == Precision::kBf16) {
+    impl.zero_hidden.assign(static_cast<size_t>(options.max_batch_size) * h, 0);
+  }
   // Build batch size 1 now so that a model that oneDNN cannot run fails here.
   if (absl::Status status = model->WarmUp(1); !status.ok()) return status;
   return model;

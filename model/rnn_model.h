@@ -15,7 +15,9 @@
 // Primitives for a batch size are created the first time that size runs (or
 // by WarmUp) and reused, so a warmed-up Run creates no primitive and
 // allocates no buffer: the input is read where the caller holds it and the
-// probabilities are written straight into the caller's output. (oneDNN's
+// probabilities are written straight into the caller's output. The batch
+// sizes' primitives share one scratchpad and one buffer for what a call
+// computes on the way, sized for the largest batch made. (oneDNN's
 // execute still builds a small argument map internally on each call; that
 // is the only allocation left, a fixed few per call, none per row.)
 //

@@ -183,6 +183,42 @@ TEST(RnnModelTest, RowsAreIndependentOfTheirBatch) {
   }
 }
 
+// Every batch size's plan shares the instance's scratchpad and intermediate
+// buffers, which grow as larger plans are made. A call must give exactly what
+// a fresh model gives, whatever ran before it on the shared buffers and
+// however often they have moved.
+class SharedBuffersTest
+    : public ::testing::TestWithParam<RnnModel::Options::Precision> {};
+
+TEST_P(SharedBuffersTest, AnswersDoNotDependOnWhatRanBefore) {
+  const RnnWeights w = RandomWeights(20, 100, 50, 10, 21);
+  RnnModel::Options options;
+  options.precision = GetParam();
+  std::unique_ptr<RnnModel> shared = MakeModel(w, options);
+  ASSERT_NE(shared, nullptr);
+  // Small plans first, so that the buffers grow under them.
+  const std::vector<int> sizes = {1, 3, 64, 5, 1, 17, 64, 2};
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    if (k == 2) {
+      ASSERT_TRUE(shared->WarmUp(64).ok());
+    }
+    const std::vector<float> input =
+        RandomInput(sizes[k], 2000, static_cast<int>(100 + k));
+    std::unique_ptr<RnnModel> fresh = MakeModel(w, options);
+    const Outputs want = RunModel(*fresh, input);
+    const Outputs got = RunModel(*shared, input);
+    EXPECT_EQ(got.probabilities, want.probabilities) << "call " << k;
+    EXPECT_EQ(got.last_hidden, want.last_hidden) << "call " << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, SharedBuffersTest,
+                         ::testing::Values(RnnModel::Options::Precision::kFp32,
+                                           RnnModel::Options::Precision::kBf16),
+                         [](const auto& info) {
+                           return AbslUnparseFlag(info.param);
+                         });
+
 TEST(RnnModelTest, TwoThreadsGiveTheSameAnswers) {
   const RnnWeights w = RandomWeights(20, 100, 50, 10, 11);
   RnnModel::Options two;
