@@ -107,8 +107,10 @@ class SharedBuffer {
   void Reserve(size_t bytes) {
     if (bytes <= size_) return;
     // oneDNN's own buffers are 64-byte aligned; aligned_alloc wants a
-    // multiple of the alignment.
-    const size_t size = Aligned(bytes);
+    // multiple of the alignment. Doubling keeps WarmUp's growth from batch
+    // 1 to 64 to a few moves; the pages beyond what a call touches are
+    // never made resident.
+    const size_t size = std::max(Aligned(bytes), 2 * size_);
     std::unique_ptr<char[], Free> data(
         static_cast<char*>(std::aligned_alloc(64, size)));
     if (data == nullptr) throw std::bad_alloc();
