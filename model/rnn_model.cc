@@ -80,13 +80,30 @@ void CopyToFloat(const memory& from, size_t n, float* to) {
 // largest batch touches. (One buffer per plan grew the server's RSS with
 // every batch size it served: 72-73 MiB under h2load 4 x 16, 64-65 MiB
 // shared; docs/benchmarks.md.)
+// The rows the dense layer and softmax compute for a batch of `n`: the
+// smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (powers of two and 1.5
+// times them) that holds `n`, so at most half again as many rows as needed
+// and 12 pairs of primitives for the batch sizes 1 to 64 instead of 64.
+int64_t DenseBucket(int64_t n) {
+  for (int64_t p = 1;; p *= 2) {
+    if (n <= p) return p;
+    if (p >= 2 && n <= p / 2 * 3) return p / 2 * 3;
+  }
+}
+
 // `bytes` rounded up to a whole number of cache lines.
 size_t Aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 class SharedBuffer {
  public:
+  // `zeroed`: the buffer starts zeroed (and so does each larger one), for
+  // rows that are read before anything has written them.
+  explicit SharedBuffer(bool zeroed = false) : zeroed_(zeroed) {}
+
   // A memory of `md` at `offset` bytes into the buffer, which grows to hold
   // it; when the buffer grows, every memory bound so far is moved along.
+  char* data() const { return data_.get(); }
+
   memory Bind(const memory::desc& md, const dnnl::engine& engine,
               size_t offset = 0) {
     Reserve(offset + md.get_size());
@@ -114,11 +131,13 @@ class SharedBuffer {
     std::unique_ptr<char[], Free> data(
         static_cast<char*>(std::aligned_alloc(64, size)));
     if (data == nullptr) throw std::bad_alloc();
+    if (zeroed_) std::memset(data.get(), 0, size);
     for (Bound& b : bound_) b.mem.set_data_handle(data.get() + b.offset);
     data_ = std::move(data);
     size_ = size;
   }
 
+  const bool zeroed_;
   std::unique_ptr<char[], Free> data_;
   size_t size_ = 0;
   std::vector<Bound> bound_;
@@ -152,9 +171,18 @@ struct RnnModel::Impl {
   struct Plan {
     std::vector<Step> steps;    // Recurrence, dense, softmax.
     memory src;                 // Points into the caller's input on each Run.
-    memory probs;               // Points into the caller's output on each Run.
     memory last_hidden;         // h_T, [N,H] row-major, f32 or bf16.
+    memory probs;               // [Bucket(N),O]; the first N rows are ours.
     std::vector<memory> owned;  // Every other memory the steps use.
+  };
+
+  // The dense layer and the softmax for one bucket of batch sizes
+  // (DenseBucket), shared by the plans of those sizes.
+  struct Head {
+    dnnl::primitive dense, softmax;
+    memory::desc hidden_md, probs_md;
+    memory weights, bias;
+    memory::desc dense_scratchpad_md, softmax_scratchpad_md;
   };
 
   explicit Impl(Precision p) : precision(p) {}
@@ -173,10 +201,13 @@ struct RnnModel::Impl {
   };
   std::vector<Cached> reordered;
   std::vector<std::unique_ptr<Plan>> plans;  // Indexed by batch size.
-  // Shared by every plan: the primitives' scratchpads, and what one call
+  std::vector<std::unique_ptr<Head>> heads;  // Indexed by bucket.
+  // Shared by every plan: the primitives' scratchpads, what one call
   // computes on the way (the RNN's per-step outputs; bf16's converted input,
-  // input projection and hidden states).
-  SharedBuffer scratchpad, intermediate;
+  // input projection and hidden states), and the probabilities before they
+  // are copied out.
+  // `intermediate` is zeroed: the dense layer's rows past N read it.
+  SharedBuffer scratchpad, intermediate{/*zeroed=*/true}, probabilities;
   // bf16's h_{-1}: zeros for the largest batch, read by each plan's first
   // step and never written.
   std::vector<uint16_t> zero_hidden;
@@ -363,44 +394,71 @@ struct RnnModel::Impl {
     plan.last_hidden = step_view(hidden_at, h_step_md, t - 1);
   }
 
+  // The dense layer and softmax for `rows` rows (a bucket), made once.
+  const Head& GetHead(const RnnWeights& w, memory::dim rows,
+                      memory::data_type hidden_type,
+                      const dnnl::primitive_attr& attr) {
+    if (heads.size() <= static_cast<size_t>(rows)) heads.resize(rows + 1);
+    std::unique_ptr<Head>& head = heads[rows];
+    if (head != nullptr) return *head;
+    const memory::dim h = w.hidden_size, o = w.num_classes;
+    head = std::make_unique<Head>();
+    head->hidden_md = memory::desc({rows, h}, hidden_type, Tag::nc);
+    head->probs_md = memory::desc({rows, o}, kF32, Tag::nc);
+    const dnnl::inner_product_forward::primitive_desc dense_pd(
+        dnnl::inner_product_forward::desc(
+            dnnl::prop_kind::forward_inference, head->hidden_md,
+            memory::desc({o, h}, hidden_type, Tag::any),
+            user_dense_bias.get_desc(), head->probs_md),
+        attr, engine);
+    head->dense = dnnl::inner_product_forward(dense_pd);
+    head->weights = Reordered(user_dense, dense_pd.weights_desc());
+    head->bias = Reordered(user_dense_bias, dense_pd.bias_desc());
+    head->dense_scratchpad_md = dense_pd.scratchpad_desc();
+    const dnnl::softmax_forward::primitive_desc softmax_pd(
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference,
+                                    head->probs_md, /*axis=*/1),
+        attr, engine);
+    head->softmax = dnnl::softmax_forward(softmax_pd);
+    head->softmax_scratchpad_md = softmax_pd.scratchpad_desc();
+    return *head;
+  }
+
   // Dense layer on h_T, read in place as an [N,H] matrix, then softmax over
-  // the classes, in place on the logits in the caller's output.
+  // the classes, in place in `probabilities`, from which Run copies them.
+  // Both run on DenseBucket(N) rows, so that a few batch sizes share each
+  // pair of primitives (each pair holds ~140 KB of JIT code and state):
+  // the rows past N read whatever follows h_T in `intermediate` (zeros, or
+  // what an earlier call left) and are not copied out.
   void AddDenseAndSoftmax(const RnnWeights& w, memory::dim n,
                           const dnnl::primitive_attr& attr, Plan& plan) {
-    const memory::dim h = w.hidden_size, o = w.num_classes;
-    const memory::desc hidden_md = plan.last_hidden.get_desc();
-    const memory::desc probs_md({n, o}, kF32, Tag::nc);
-    const dnnl::inner_product_forward::desc dense_d(
-        dnnl::prop_kind::forward_inference, hidden_md,
-        memory::desc({o, h}, hidden_md.data_type(), Tag::any),
-        user_dense_bias.get_desc(), probs_md);
-    const dnnl::inner_product_forward::primitive_desc dense_pd(dense_d, attr,
-                                                               engine);
-    plan.probs = memory(probs_md, engine, nullptr);
+    const memory::dim rows = DenseBucket(n);
+    const memory::data_type hidden_type =
+        plan.last_hidden.get_desc().data_type();
+    const Head& head = GetHead(w, rows, hidden_type, attr);
+    // h_T's offset in `intermediate`, and the bucket's rows from there,
+    // which the buffer grows to hold.
+    const size_t at = static_cast<char*>(plan.last_hidden.get_data_handle()) -
+                      static_cast<char*>(intermediate.data());
+    const memory hidden = intermediate.Bind(head.hidden_md, engine, at);
+    plan.probs = probabilities.Bind(head.probs_md, engine);
     plan.steps.emplace_back(
-        dnnl::inner_product_forward(dense_pd),
+        head.dense,
         Args(plan, {
-                       {DNNL_ARG_SRC, plan.last_hidden},
-                       {DNNL_ARG_WEIGHTS,
-                        Reordered(user_dense, dense_pd.weights_desc())},
-                       {DNNL_ARG_BIAS,
-                        Reordered(user_dense_bias, dense_pd.bias_desc())},
+                       {DNNL_ARG_SRC, hidden},
+                       {DNNL_ARG_WEIGHTS, head.weights},
+                       {DNNL_ARG_BIAS, head.bias},
                        {DNNL_ARG_DST, plan.probs},
                        {DNNL_ARG_SCRATCHPAD,
-                        scratchpad.Bind(dense_pd.scratchpad_desc(), engine)},
+                        scratchpad.Bind(head.dense_scratchpad_md, engine)},
                    }));
-
-    const dnnl::softmax_forward::desc softmax_d(
-        dnnl::prop_kind::forward_inference, probs_md, /*axis=*/1);
-    const dnnl::softmax_forward::primitive_desc softmax_pd(softmax_d, attr,
-                                                           engine);
     plan.steps.emplace_back(
-        dnnl::softmax_forward(softmax_pd),
+        head.softmax,
         Args(plan, {
                        {DNNL_ARG_SRC, plan.probs},
                        {DNNL_ARG_DST, plan.probs},
                        {DNNL_ARG_SCRATCHPAD,
-                        scratchpad.Bind(softmax_pd.scratchpad_desc(), engine)},
+                        scratchpad.Bind(head.softmax_scratchpad_md, engine)},
                    }));
   }
 };
@@ -546,9 +604,10 @@ absl::Status RnnModel::Run(absl::Span<const float> input,
       if (plan == nullptr) plan = impl_->MakePlan(weights_, chunk);
       plan->src.set_data_handle(
           const_cast<float*>(input.data() + done * per_sequence));
-      plan->probs.set_data_handle(probabilities.data() + done * o);
       for (const Impl::Step& step : plan->steps) step.Execute(impl_->stream);
       impl_->stream.wait();
+      std::memcpy(probabilities.data() + done * o,
+                  plan->probs.get_data_handle(), chunk * o * sizeof(float));
       if (!last_hidden.empty()) {
         CopyToFloat(plan->last_hidden, chunk * h,
                     last_hidden.data() + done * h);

@@ -8,14 +8,15 @@
 //                   x[T*N,C] * W_x + b -> xproj[T,N,H] (time-major), then
 //                   per step one matmul h_t = relu(xproj_t + h_{t-1} W_h)
 //                   with the add and the ReLU fused as post-ops;
-// then for both
-//   inner_product_forward                               h_T -> logits[N,O]
-//   softmax_forward on axis 1, in place                 logits -> probs[N,O]
+// then for both, on B >= N rows (B from 1, 2, 3, 4, 6, 8, 12, 16, ...: a
+// few batch sizes share these two primitives, the extra rows discarded)
+//   inner_product_forward                               h_T -> logits[B,O]
+//   softmax_forward on axis 1, in place                 logits -> probs[B,O]
 // with the weights reordered once into the layout each primitive prefers.
 // Primitives for a batch size are created the first time that size runs (or
 // by WarmUp) and reused, so a warmed-up Run creates no primitive and
 // allocates no buffer: the input is read where the caller holds it and the
-// probabilities are written straight into the caller's output. The batch
+// N rows of probabilities are copied into the caller's output. The batch
 // sizes' primitives share one scratchpad and one buffer for what a call
 // computes on the way, sized for the largest batch made. (oneDNN's
 // execute still builds a small argument map internally on each call; that
