@@ -196,10 +196,11 @@ TEST_P(SharedBuffersTest, AnswersDoNotDependOnWhatRanBefore) {
   options.precision = GetParam();
   std::unique_ptr<RnnModel> shared = MakeModel(w, options);
   ASSERT_NE(shared, nullptr);
-  // Small plans first, so that the buffers grow under them.
-  const std::vector<int> sizes = {1, 3, 64, 5, 1, 17, 64, 2};
+  // Small plans first, so that the buffers grow under them; 5 first of
+  // all, whose dense layer reads 6 rows, past the recurrence's buffer.
+  const std::vector<int> sizes = {5, 1, 3, 64, 5, 1, 17, 64, 2};
   for (size_t k = 0; k < sizes.size(); ++k) {
-    if (k == 2) {
+    if (k == 3) {
       ASSERT_TRUE(shared->WarmUp(64).ok());
     }
     const std::vector<float> input =
