@@ -124,7 +124,7 @@ fuzz-corpus: deps
 	cmake --build --preset fuzz -j$(JOBS) --target make_seed_corpus
 	build/fuzz/fuzz/make_seed_corpus fuzz/corpus model/rnn.safetensors
 
-# The annotations (server/batching/mutex.h) are checked by clang only; GCC
+# The annotations (base/mutex.h) are checked by clang only; GCC
 # ignores them.
 thread-safety: deps
 	cmake --preset thread-safety

@@ -6,12 +6,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "base/mutex.h"
 #include "client/grpc_status.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
 #include "grpcpp/support/stub_options.h"
 #include "proto/grpc_predict_v2.grpc.pb.h"
-#include "server/batching/mutex.h"
 
 namespace rnn {
 namespace {

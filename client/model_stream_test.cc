@@ -10,11 +10,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "client/inference_client.h"
 #include "client/testing/fake_stream_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/batching/mutex.h"
 
 namespace rnn {
 namespace {

@@ -34,10 +34,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "client/inference_client.h"
 #include "client/loadgen/request_pool.h"
 #include "client/loadgen/transport.h"
-#include "server/batching/mutex.h"
 
 namespace rnn::loadgen {
 

@@ -31,7 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "server/batching/mutex.h"
+#include "base/mutex.h"
 
 namespace rnn {
 

@@ -59,9 +59,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "base/mutex.h"
 #include "server/batching/batch_observer.h"
 #include "server/batching/batch_queue.h"
-#include "server/batching/mutex.h"
 
 namespace rnn {
 

@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "base/mutex.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/metric_type.h"
-#include "server/batching/mutex.h"
 #include "server/metrics/atomic_histogram.h"
 #include "server/metrics/process_collector.h"
 
@@ -197,7 +197,7 @@ class Metrics::Collector final : public prometheus::Collectable {
 
   // Held while a source runs, so that ~Metrics, which clears the sources,
   // returns only once no source is running. Annotated std::mutex
-  // (server/batching/mutex.h): clang checks, ThreadSanitizer sees.
+  // (base/mutex.h): clang checks, ThreadSanitizer sees.
   mutable Mutex sources_mu_;
   std::function<int64_t()> queue_depth_source_ ABSL_GUARDED_BY(sources_mu_);
   std::function<bool()> model_ready_source_ ABSL_GUARDED_BY(sources_mu_);

@@ -22,8 +22,8 @@
 //
 // Waiting on a condition: Mutex::Wait and WaitUntil take a
 // std::condition_variable and must be called with the mutex held.
-#ifndef RNN_SERVER_BATCHING_MUTEX_H_
-#define RNN_SERVER_BATCHING_MUTEX_H_
+#ifndef RNN_BASE_MUTEX_H_
+#define RNN_BASE_MUTEX_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -79,4 +79,4 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 
 }  // namespace rnn
 
-#endif  // RNN_SERVER_BATCHING_MUTEX_H_
+#endif  // RNN_BASE_MUTEX_H_
