@@ -73,13 +73,6 @@ void CopyToFloat(const memory& from, size_t n, float* to) {
   }
 }
 
-// A buffer that many plans' memories point into, at fixed offsets. Plans
-// run one at a time on an instance, so their scratchpads can share one
-// buffer, and so can the intermediate results that live only within a
-// call: sized for the largest plan, it keeps resident only the pages the
-// largest batch touches. (One buffer per plan grew the server's RSS with
-// every batch size it served: 72-73 MiB under h2load 4 x 16, 64-65 MiB
-// shared; docs/benchmarks.md.)
 // The rows the dense layer and softmax compute for a batch of `n`: the
 // smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (powers of two and 1.5
 // times them) that holds `n`, so at most half again as many rows as needed
@@ -94,16 +87,24 @@ int64_t DenseBucket(int64_t n) {
 // `bytes` rounded up to a whole number of cache lines.
 size_t Aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+// A buffer that many plans' memories point into, at fixed offsets. Plans
+// run one at a time on an instance, so their scratchpads can share one
+// buffer, and so can the intermediate results that live only within a
+// call: sized for the largest plan, it keeps resident only the pages the
+// largest batch touches. (One buffer per plan grew the server's RSS with
+// every batch size it served: 72-73 MiB under h2load 4 x 16, 64-65 MiB
+// shared; docs/benchmarks.md.)
 class SharedBuffer {
  public:
   // `zeroed`: the buffer starts zeroed (and so does each larger one), for
   // rows that are read before anything has written them.
   explicit SharedBuffer(bool zeroed = false) : zeroed_(zeroed) {}
 
-  // A memory of `md` at `offset` bytes into the buffer, which grows to hold
-  // it; when the buffer grows, every memory bound so far is moved along.
+  // The buffer's start now; it moves when the buffer grows.
   char* data() const { return data_.get(); }
 
+  // A memory of `md` at `offset` bytes into the buffer, which grows to hold
+  // it; when the buffer grows, every memory bound so far is moved along.
   memory Bind(const memory::desc& md, const dnnl::engine& engine,
               size_t offset = 0) {
     Reserve(offset + md.get_size());
@@ -172,7 +173,7 @@ struct RnnModel::Impl {
     std::vector<Step> steps;    // Recurrence, dense, softmax.
     memory src;                 // Points into the caller's input on each Run.
     memory last_hidden;         // h_T, [N,H] row-major, f32 or bf16.
-    memory probs;               // [Bucket(N),O]; the first N rows are ours.
+    memory probs;               // [DenseBucket(N),O]; Run copies N rows out.
     std::vector<memory> owned;  // Every other memory the steps use.
   };
 
