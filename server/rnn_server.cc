@@ -1,17 +1,13 @@
 #include "server/rnn_server.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/pem_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -104,38 +100,16 @@ void ConfigureConnections(const ServerOptions& options,
   }
 }
 
-// The contents of the file at `path` (small files: certificates).
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  }
-  try {
-    // libstdc++ throws from the stream buffer on a read error (a directory).
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  } catch (const std::ios_base::failure&) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
-  }
-}
-
 // Whether `path` is a readable file holding PEM `what` ("CERTIFICATE",
-// "PRIVATE KEY"): gRPC reads the files only at the first handshake and then
-// merely logs a failure, so a wrong path would otherwise show up as clients
-// failing to connect.
+// "PRIVATE KEY"), checked here because gRPC reads the files only at the
+// first handshake and then merely logs a failure: a wrong path would
+// otherwise show up as clients failing to connect.
 absl::Status CheckPemFile(const std::string& flag, const std::string& path,
                           const std::string& what) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
+  absl::StatusOr<std::string> text = ReadPemFile(path, what);
   if (!text.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, ": ", text.status().message()));
-  }
-  // "-----BEGIN PRIVATE KEY", "-----BEGIN RSA PRIVATE KEY", ...
-  if (!absl::StrContains(*text, "-----BEGIN ") ||
-      !absl::StrContains(*text, what)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": ", path, " holds no PEM ", what));
   }
   return absl::OkStatus();
 }
