@@ -209,9 +209,8 @@ struct RnnModel::Impl {
   // are copied out.
   // `intermediate` is zeroed: the dense layer's rows past N read it.
   SharedBuffer scratchpad, intermediate{/*zeroed=*/true}, probabilities;
-  // bf16's h_{-1}: zeros for the largest batch, read by each plan's first
-  // step and never written.
-  std::vector<uint16_t> zero_hidden;
+  // bf16's h_{-1}: zeros, read by each plan's first step, never written.
+  SharedBuffer zeros{/*zeroed=*/true};
 
   // `user` (viewed with `dims` and `tag`, which must describe the same bytes)
   // reordered into `want`, made on first request.
@@ -375,9 +374,9 @@ struct RnnModel::Impl {
                                memory::dim i) {
       return intermediate.Bind(md, engine, at + i * md.get_size());
     };
-    // h_{-1} = 0 comes from zero_hidden, which no step writes: other plans
+    // h_{-1} = 0 comes from `zeros`, which no step writes: other plans
     // write where this one's h_{-1} would lie in `intermediate`.
-    const memory zero(h_step_md, engine, zero_hidden.data());
+    const memory zero = zeros.Bind(h_step_md, engine);
     for (memory::dim i = 0; i < t; ++i) {
       plan.steps.emplace_back(
           step,
@@ -549,9 +548,6 @@ absl::StatusOr<std::unique_ptr<RnnModel>> RnnModel::Create(
     return FromDnnlError(e, "wrapping the weights");
   }
   impl.plans.resize(options.max_batch_size + 1);
-  if (options.precision == Precision::kBf16) {
-    impl.zero_hidden.assign(static_cast<size_t>(options.max_batch_size) * h, 0);
-  }
   // Build batch size 1 now so that a model that oneDNN cannot run fails here.
   if (absl::Status status = model->WarmUp(1); !status.ok()) return status;
   return model;
