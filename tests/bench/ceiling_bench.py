@@ -21,8 +21,10 @@ bodies:
 and prints, per scenario, rnn-server / no-op (or the added latency) with
 min / median / max over the rounds, each ratio taken from one adjacent pair
 of runs. Every run checks that the server computed exactly one sequence per
-row h2load got an answer for. It also reports rnn-server's resident memory
-at the end of a batch-1 run and its time from launch to serving.
+row h2load got an answer for. It also reports, for the batch-1 runs of each
+rnn-server configuration, its resident memory at rest (started, before the
+load) and at the end of the run and its sequences per batch (the counts it
+prints when it stops), and rnn-server's time from launch to serving.
 
 Usage (or: make bench-ceiling):
     /usr/bin/python3 tests/bench/ceiling_bench.py build/release \
@@ -76,7 +78,7 @@ def stop(proc):
     m = re.search(r"stopped after (\d+) sequences in (\d+) batches", out)
     if m is None:
         raise RuntimeError(f"server did not report its count:\n{out}")
-    return int(m.group(1))
+    return int(m.group(1)), int(m.group(2))
 
 
 def run(binary, flags, body, rows, connections, streams, duration):
@@ -88,11 +90,12 @@ def run(binary, flags, body, rows, connections, streams, duration):
            "-H", "content-type: application/grpc", "-H", "te: trailers",
            "-d", body, f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"]
     try:
+        rss_at_rest = rss_mib(proc.pid)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                              timeout=duration + 60).stdout
         rss = rss_mib(proc.pid)
     finally:
-        sequences = stop(proc)
+        sequences, batches = stop(proc)
     ok = int(re.search(r"(\d+) succeeded", out).group(1))
     # h2load counts requests done during warm-up too; the server must have
     # computed a row for each row of every success, and no more than it was
@@ -102,7 +105,9 @@ def run(binary, flags, body, rows, connections, streams, duration):
                            f"{ok} successful {rows}-row requests")
     m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
     return {"rps": float(re.search(r"finished in .*?, ([\d.]+) req/s", out).group(1)),
-            "mean_s": seconds(m.group(3)), "rss_mib": rss}
+            "mean_s": seconds(m.group(3)), "rss_mib": rss,
+            "rss_at_rest_mib": rss_at_rest,
+            "mean_batch": sequences / batches if batches else float("nan")}
 
 
 def run_loadgen(build_dir, binary, flags, duration, verify):
@@ -235,9 +240,13 @@ def main():
             print(f"| {shape} | {spread(noop_p50, '{:.0f}')} µs "
                   f"| {spread(rnn_p50, '{:.0f}')} µs | added {spread(added, '{:+.1f}')} µs |")
     if "batch-1" in results:
-        rss = [p["rnn-server"]["rss_mib"] for p in results["batch-1"][3]]
-        print(f"\nrnn-server resident memory at the end of batch-1 runs: "
-              f"{spread(rss, '{:.0f}')} MiB")
+        print()
+        for label in rnn_labels:
+            runs = [p[label] for p in results["batch-1"][3]]
+            print(f"{label}, batch-1 runs: resident memory "
+                  f"{spread([r['rss_at_rest_mib'] for r in runs], '{:.0f}')} MiB at rest, "
+                  f"{spread([r['rss_mib'] for r in runs], '{:.0f}')} MiB at the end; "
+                  f"sequences per batch {spread([r['mean_batch'] for r in runs], '{:.1f}')}")
     print(f"start to serving (median of 5): rnn-server "
           f"{startup_seconds(rnn, args.server_flag) * 1e3:.0f} ms, no-op "
           f"{startup_seconds(noop, ['--metrics_port=-1']) * 1e3:.0f} ms")
