@@ -92,8 +92,7 @@ size_t Aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 // buffer, and so can the intermediate results that live only within a
 // call: sized for the largest plan, it keeps resident only the pages the
 // largest batch touches. (One buffer per plan grew the server's RSS with
-// every batch size it served: 72-73 MiB under h2load 4 x 16, 64-65 MiB
-// shared; docs/benchmarks.md.)
+// every batch size it served; docs/benchmarks.md, Resident memory.)
 class SharedBuffer {
  public:
   // `zeroed`: the buffer starts zeroed (and so does each larger one), for
@@ -427,7 +426,7 @@ struct RnnModel::Impl {
   // Dense layer on h_T, read in place as an [N,H] matrix, then softmax over
   // the classes, in place in `probabilities`, from which Run copies them.
   // Both run on DenseBucket(N) rows, so that a few batch sizes share each
-  // pair of primitives (each pair holds ~140 KB of JIT code and state):
+  // pair of primitives (each pair holds its own JIT code and state):
   // the rows past N read whatever follows h_T in `intermediate` (zeros, or
   // what an earlier call left) and are not copied out.
   void AddDenseAndSoftmax(const RnnWeights& w, memory::dim n,
