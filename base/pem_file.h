@@ -25,7 +25,7 @@ inline constexpr size_t kMaxPemFileBytes = 1 << 20;
 // ("CERTIFICATE", "PRIVATE KEY": "-----BEGIN RSA PRIVATE KEY-----" counts as
 // a PRIVATE KEY). Otherwise INVALID_ARGUMENT, the message starting with the
 // path: "PATH: cannot open: No such file or directory", "PATH: cannot read:
-// Is a directory", "PATH: over 1048576 bytes: not a PEM file", "PATH: holds
+// Is a directory", "PATH: over 1048576 bytes", "PATH: holds
 // no PEM CERTIFICATE". Callers put the flag's name in front.
 absl::StatusOr<std::string> ReadPemFile(const std::string& path,
                                         absl::string_view kind);

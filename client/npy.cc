@@ -1,8 +1,6 @@
 #include "client/npy.h"
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/file.h"
 
 namespace rnn {
 namespace {
@@ -129,17 +128,9 @@ absl::StatusOr<NpyArray> ParseNpy(const std::string& bytes,
 }
 
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::string bytes;
-  try {
-    // libstdc++ throws from the stream buffer on a read error (a directory).
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  } catch (const std::ios_base::failure&) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
-  }
-  return ParseNpy(bytes, path);
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return bytes.status();
+  return ParseNpy(*bytes, path);
 }
 
 }  // namespace rnn

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -11,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/file.h"
 #include "nlohmann/json.hpp"
 
 #ifndef ABSL_IS_LITTLE_ENDIAN
@@ -127,25 +126,9 @@ std::string ShapeString(absl::Span<const int64_t> shape) {
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  }
-  std::string bytes;
-  try {
-    // libstdc++ reports a read error (a directory, EIO) by throwing from
-    // the stream buffer, whatever the stream's exception mask.
-    bytes.assign(std::istreambuf_iterator<char>(in),
-                 std::istreambuf_iterator<char>());
-  } catch (const std::ios_base::failure&) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
-  }
-  if (in.bad()) {
-    return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  }
-  return Parse(std::move(bytes), path);
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return bytes.status();
+  return Parse(*std::move(bytes), path);
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(
