@@ -9,7 +9,9 @@ bodies:
 
   batch-1      1-sequence requests, 4 connections x 16 streams: req/s
   batch-64     64-sequence requests (512 KB), 2 connections x 4 streams:
-               req/s and sequences/s
+               req/s and sequences/s, the latter also against the model's
+               own batch-64 figure in process (model_bench, fp32, one
+               thread, run in the same round)
   one-at-once  1-sequence requests, 1 connection x 1 stream: mean latency;
                reported as rnn-server's added latency over the no-op's
   one-at-once, rnn-loadgen
@@ -133,6 +135,18 @@ def run_loadgen(build_dir, binary, flags, duration, verify):
             "mean_s": result["latency_us"]["mean"] * 1e-6}
 
 
+def model_sequences_per_second(build_dir, rows):
+    """The model alone, in process: model_bench's fp32 one-thread figure for
+    a batch of `rows` sequences (the ceiling for what serving can deliver
+    with the default one instance of one thread)."""
+    cmd = [os.path.join(build_dir, "tests", "bench", "model_bench"),
+           f"--benchmark_filter=^BM_ModelRun/batch:{rows}/threads:1/bf16:0/",
+           "--benchmark_min_time=1", "--benchmark_format=json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+    (bench,) = json.loads(out)["benchmarks"]
+    return bench["seq/s"]
+
+
 def startup_seconds(binary, flags, runs=5):
     times = []
     for _ in range(runs):
@@ -196,6 +210,8 @@ def main():
                 for label, binary, flags in servers:
                     pair[label] = run(binary, flags, body, rows, connections, streams,
                                       args.seconds)
+                if rows > 1:
+                    pair["in process"] = model_sequences_per_second(args.build_dir, rows)
                 pairs.append(pair)
             results[name] = (rows, connections, streams, pairs)
     if not args.scenario or "one-at-once" in args.scenario:
@@ -239,6 +255,15 @@ def main():
                 shape += f", {label}"
             print(f"| {shape} | {spread(noop_p50, '{:.0f}')} µs "
                   f"| {spread(rnn_p50, '{:.0f}')} µs | added {spread(added, '{:+.1f}')} µs |")
+    for name, (rows, _, _, pairs) in results.items():
+        if rows == 1:
+            continue
+        in_process = [p["in process"] for p in pairs]
+        print(f"\n{name}: the model alone in process (model_bench, fp32, 1 thread) "
+              f"{spread([s / 1e3 for s in in_process], '{:.0f}')}k seq/s")
+        for label in rnn_labels:
+            served = [p[label]["rps"] * rows / p["in process"] for p in pairs]
+            print(f"{label} serves {spread(served, '{:.2f}')} of it")
     if "batch-1" in results:
         print()
         for label in rnn_labels:
