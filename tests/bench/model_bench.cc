@@ -14,7 +14,10 @@
 // softmax are not counted.
 #include <immintrin.h>
 #include <omp.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <unordered_map>
 #include <vector>
 
@@ -68,6 +71,75 @@ BENCHMARK(BM_ModelRun)
     ->Args({64, 2, 0})
     ->Args({256, 2, 0})
     ->UseRealTime();
+
+// The model as serving calls it. Under load (h2load 4x16, batch-1 requests)
+// the batcher runs batches of changing size, almost half of them of one row,
+// and between two batches the core runs gRPC, the kernel and h2load, or
+// idles. Inside rnn-server the model then costs about twice its in-process
+// time per sequence (docs/benchmarks.md, "The model inside the server");
+// this shows which of those reproduces it in process. sizes:0 runs a fixed
+// batch of 10 rows, sizes:1 a cycle of sizes with the same mean; between
+// two calls (untimed: only Run is timed) comes
+//   between:0  nothing
+//   between:1  1 MiB of other memory written (another thread's data)
+//   between:2  a 200 us sleep (the thread waits and the core idles)
+//   between:3  a 200 us busy wait on scalar code (the core stays awake)
+void BM_ModelRunServingMix(benchmark::State& state) {
+  static constexpr int kCycle[] = {1, 14, 1,  3, 22, 1, 7, 40, 1, 16,
+                                   5, 1,  10, 2, 28, 1, 9, 1,  6, 24};
+  constexpr int kCycleLength = sizeof(kCycle) / sizeof(kCycle[0]);
+  constexpr int kMean = 10;  // of kCycle: 193 / 20, rounded
+  const bool cycle = state.range(0) == 1;
+  const int64_t between = state.range(1);
+  RnnModel::Options options;
+  options.num_threads = 1;
+  auto model =
+      RnnModel::Create(testing::RandomWeights(20, 100, 50, 10, 1), options);
+  if (!model.ok()) {
+    state.SkipWithError(model.status().ToString().c_str());
+    return;
+  }
+  RnnModel& m = **model;
+  const std::vector<float> input =
+      testing::RandomInput(64, m.floats_per_sequence(), 2);
+  std::vector<float> probs(64 * static_cast<size_t>(m.num_classes()));
+  for (int b = 1; b <= 64; ++b) {
+    if (!m.WarmUp(b).ok()) state.SkipWithError("warm-up failed");
+  }
+  std::vector<char> other(1 << 20);
+  double sequences = 0;
+  int i = 0;
+  for (auto _ : state) {
+    const int rows = cycle ? kCycle[i++ % kCycleLength] : kMean;
+    if (between == 1) {
+      std::fill(other.begin(), other.end(), static_cast<char>(i));
+      benchmark::ClobberMemory();
+    } else if (between == 2) {
+      usleep(200);
+    } else if (between == 3) {
+      const auto until =
+          std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s =
+        m.Run(absl::MakeConstSpan(input).first(rows * m.floats_per_sequence()),
+              absl::MakeSpan(probs).first(rows * m.num_classes()));
+    benchmark::DoNotOptimize(probs.data());
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+    sequences += rows;
+  }
+  state.counters["seq/s"] =
+      benchmark::Counter(sequences, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ModelRunServingMix)
+    ->ArgNames({"sizes", "between"})
+    ->ArgsProduct({{0, 1}, {0, 1, 2, 3}})
+    ->UseManualTime();
 
 // The RNN primitive alone, as oneDNN's own example sets it up (tnc input,
 // weights reordered to the preferred layout, no dense layer or softmax), on
