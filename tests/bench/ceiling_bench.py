@@ -25,8 +25,10 @@ min / median / max over the rounds, each ratio taken from one adjacent pair
 of runs. Every run checks that the server computed exactly one sequence per
 row h2load got an answer for. It also reports, for the batch-1 runs of each
 rnn-server configuration, its resident memory at rest (started, before the
-load) and at the end of the run and its sequences per batch (the counts it
-prints when it stops), and rnn-server's time from launch to serving.
+load) and at the end of the run, its sequences per batch (the counts it
+prints when it stops) and the model's time per sequence inside it (from
+its metrics: rnn_compute_duration_seconds_sum / rnn_sequences_total), and
+rnn-server's time from launch to serving.
 
 Usage (or: make bench-ceiling):
     /usr/bin/python3 tests/bench/ceiling_bench.py build/release \
@@ -49,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from testlib import infer_request, start_server  # noqa: E402
@@ -74,6 +77,14 @@ def rss_mib(pid, field="VmRSS"):
     return float("nan")
 
 
+def metric_sum(metrics_address, name):
+    """The sum over label sets of one series on the server's /metrics page."""
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as r:
+        page = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=60)[0]
@@ -85,7 +96,7 @@ def stop(proc):
 
 def run(binary, flags, body, rows, connections, streams, duration):
     """One h2load run against a fresh server; returns a dict of figures."""
-    proc, address, _ = start_server(binary, *flags)
+    proc, address, metrics_address = start_server(binary, *flags)
     port = int(address.rsplit(":", 1)[1])
     cmd = ["h2load", "-D", str(duration), "--warm-up-time=1",
            "-c", str(connections), "-m", str(streams), "-t", "1",
@@ -96,6 +107,12 @@ def run(binary, flags, body, rows, connections, streams, duration):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                              timeout=duration + 60).stdout
         rss = rss_mib(proc.pid)
+        # The model's time per sequence inside the server (gathering,
+        # computing, scattering a batch: rnn_compute_duration_seconds).
+        compute_us = float("nan")
+        if metrics_address:
+            compute_us = 1e6 * metric_sum(metrics_address, "rnn_compute_duration_seconds_sum") \
+                / metric_sum(metrics_address, "rnn_sequences_total")
     finally:
         sequences, batches = stop(proc)
     ok = int(re.search(r"(\d+) succeeded", out).group(1))
@@ -108,7 +125,7 @@ def run(binary, flags, body, rows, connections, streams, duration):
     m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
     return {"rps": float(re.search(r"finished in .*?, ([\d.]+) req/s", out).group(1)),
             "mean_s": seconds(m.group(3)), "rss_mib": rss,
-            "rss_at_rest_mib": rss_at_rest,
+            "rss_at_rest_mib": rss_at_rest, "compute_us": compute_us,
             "mean_batch": sequences / batches if batches else float("nan")}
 
 
@@ -263,7 +280,10 @@ def main():
               f"{spread([s / 1e3 for s in in_process], '{:.0f}')}k seq/s")
         for label in rnn_labels:
             served = [p[label]["rps"] * rows / p["in process"] for p in pairs]
-            print(f"{label} serves {spread(served, '{:.2f}')} of it")
+            print(f"{label} serves {spread(served, '{:.2f}')} of it; the model inside it "
+                  f"{spread([p[label]['compute_us'] for p in pairs], '{:.2f}')} µs per "
+                  f"sequence, in process "
+                  f"{spread([1e6 / p['in process'] for p in pairs], '{:.2f}')}")
     if "batch-1" in results:
         print()
         for label in rnn_labels:
@@ -271,7 +291,8 @@ def main():
             print(f"{label}, batch-1 runs: resident memory "
                   f"{spread([r['rss_at_rest_mib'] for r in runs], '{:.0f}')} MiB at rest, "
                   f"{spread([r['rss_mib'] for r in runs], '{:.0f}')} MiB at the end; "
-                  f"sequences per batch {spread([r['mean_batch'] for r in runs], '{:.1f}')}")
+                  f"sequences per batch {spread([r['mean_batch'] for r in runs], '{:.1f}')}, "
+                  f"the model {spread([r['compute_us'] for r in runs], '{:.1f}')} µs per sequence")
     print(f"start to serving (median of 5): rnn-server "
           f"{startup_seconds(rnn, args.server_flag) * 1e3:.0f} ms, no-op "
           f"{startup_seconds(noop, ['--metrics_port=-1']) * 1e3:.0f} ms")
