@@ -78,7 +78,8 @@ BENCHMARK(BM_ModelRun)
 // idles. Inside rnn-server the model then costs about twice its in-process
 // time per sequence (docs/benchmarks.md, "The model inside the server");
 // this shows which of those reproduces it in process. sizes:0 runs a fixed
-// batch of 10 rows, sizes:1 a cycle of sizes with the same mean; between
+// batch of 10 rows, sizes:1 a cycle of sizes with the same mean, sizes:2 one
+// row (a request alone, as at one request in flight); between
 // two calls (untimed: only Run is timed) comes
 //   between:0  nothing
 //   between:1  1 MiB of other memory written (another thread's data)
@@ -89,7 +90,7 @@ void BM_ModelRunServingMix(benchmark::State& state) {
                                    5, 1,  10, 2, 28, 1, 9, 1,  6, 24};
   constexpr int kCycleLength = sizeof(kCycle) / sizeof(kCycle[0]);
   constexpr int kMean = 10;  // of kCycle: 193 / 20, rounded
-  const bool cycle = state.range(0) == 1;
+  const int64_t sizes = state.range(0);
   const int64_t between = state.range(1);
   RnnModel::Options options;
   options.num_threads = 1;
@@ -110,7 +111,8 @@ void BM_ModelRunServingMix(benchmark::State& state) {
   double sequences = 0;
   int i = 0;
   for (auto _ : state) {
-    const int rows = cycle ? kCycle[i++ % kCycleLength] : kMean;
+    const int rows =
+        sizes == 1 ? kCycle[i++ % kCycleLength] : (sizes == 2 ? 1 : kMean);
     if (between == 1) {
       std::fill(other.begin(), other.end(), static_cast<char>(i));
       benchmark::ClobberMemory();
@@ -138,7 +140,7 @@ void BM_ModelRunServingMix(benchmark::State& state) {
 }
 BENCHMARK(BM_ModelRunServingMix)
     ->ArgNames({"sizes", "between"})
-    ->ArgsProduct({{0, 1}, {0, 1, 2, 3}})
+    ->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}})
     ->UseManualTime();
 
 // The RNN primitive alone, as oneDNN's own example sets it up (tnc input,
