@@ -143,6 +143,39 @@ BENCHMARK(BM_ModelRunServingMix)
     ->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}})
     ->UseManualTime();
 
+// The control for BM_ModelRunServingMix: a chain of dependent integer
+// multiply-adds (no memory, no vector units) timed after the same things
+// between calls. If it slows after a sleep too, the clock dropped; if not,
+// what the model loses after a sleep is its caches.
+void BM_ScalarChainServingMix(benchmark::State& state) {
+  const int64_t between = state.range(0);
+  for (auto _ : state) {
+    if (between == 2) {
+      usleep(200);
+    } else if (between == 3) {
+      const auto until =
+          std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    const auto start = std::chrono::steady_clock::now();
+    uint32_t x = 1;
+    for (int k = 0; k < 20000; ++k) {
+      x = x * 2654435761u + 12345u;
+      benchmark::DoNotOptimize(x);
+    }
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+}
+BENCHMARK(BM_ScalarChainServingMix)
+    ->ArgName("between")
+    ->Arg(0)
+    ->Arg(2)
+    ->Arg(3)
+    ->UseManualTime();
+
 // The RNN primitive alone, as oneDNN's own example sets it up (tnc input,
 // weights reordered to the preferred layout, no dense layer or softmax), on
 // one thread.
