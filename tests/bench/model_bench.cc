@@ -85,6 +85,7 @@ BENCHMARK(BM_ModelRun)
 //   between:1  1 MiB of other memory written (another thread's data)
 //   between:2  a 200 us sleep (the thread waits and the core idles)
 //   between:3  a 200 us busy wait on scalar code (the core stays awake)
+//   between:4  a 50 us sleep (about the gap at one request in flight)
 void BM_ModelRunServingMix(benchmark::State& state) {
   static constexpr int kCycle[] = {1, 14, 1,  3, 22, 1, 7, 40, 1, 16,
                                    5, 1,  10, 2, 28, 1, 9, 1,  6, 24};
@@ -123,6 +124,8 @@ void BM_ModelRunServingMix(benchmark::State& state) {
           std::chrono::steady_clock::now() + std::chrono::microseconds(200);
       while (std::chrono::steady_clock::now() < until) {
       }
+    } else if (between == 4) {
+      usleep(50);
     }
     const auto start = std::chrono::steady_clock::now();
     absl::Status s =
@@ -140,7 +143,7 @@ void BM_ModelRunServingMix(benchmark::State& state) {
 }
 BENCHMARK(BM_ModelRunServingMix)
     ->ArgNames({"sizes", "between"})
-    ->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}})
+    ->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3, 4}})
     ->UseManualTime();
 
 // The control for BM_ModelRunServingMix: a chain of dependent integer
