@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import statistics
 import struct
@@ -85,6 +86,20 @@ def metric_sum(metrics_address, name):
                if line.startswith(name + "{") or line.startswith(name + " "))
 
 
+def process_cpu_s(pid):
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_idle():
+    """(all, idle + iowait) jiffies since boot, summed over the CPUs."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=60)[0]
@@ -104,8 +119,16 @@ def run(binary, flags, body, rows, connections, streams, duration):
            "-d", body, f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"]
     try:
         rss_at_rest = rss_mib(proc.pid)
+        server_cpu0, children0, idle0 = (process_cpu_s(proc.pid),
+                                         resource.getrusage(resource.RUSAGE_CHILDREN),
+                                         machine_idle())
+        started = time.monotonic()
         out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                              timeout=duration + 60).stdout
+        wall = time.monotonic() - started
+        server_cpu1, children1, idle1 = (process_cpu_s(proc.pid),
+                                         resource.getrusage(resource.RUSAGE_CHILDREN),
+                                         machine_idle())
         rss = rss_mib(proc.pid)
         # The model's time per sequence inside the server (gathering,
         # computing, scattering a batch: rnn_compute_duration_seconds).
@@ -116,14 +139,22 @@ def run(binary, flags, body, rows, connections, streams, duration):
     finally:
         sequences, batches = stop(proc)
     ok = int(re.search(r"(\d+) succeeded", out).group(1))
-    # h2load counts requests done during warm-up too; the server must have
-    # computed a row for each row of every success, and no more than it was
-    # sent (requests still in flight at the end are sent but not counted).
+    # The server must have computed a row for each row of every success
+    # h2load counts (it leaves out the warm-up's requests, which the server
+    # computed too, and requests still in flight at the end).
     if sequences < ok * rows:
         raise RuntimeError(f"{binary}: computed {sequences} sequences for "
                            f"{ok} successful {rows}-row requests")
     m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    return {"rps": float(re.search(r"finished in .*?, ([\d.]+) req/s", out).group(1)),
+    rps = float(re.search(r"finished in .*?, ([\d.]+) req/s", out).group(1))
+    h2load_cpu = (children1.ru_utime + children1.ru_stime
+                  - children0.ru_utime - children0.ru_stime)
+    # CPU per request over the whole h2load run, its warm-up included (at
+    # the measured rate), and the share of the machine left idle meanwhile.
+    return {"server_cpu_us": 1e6 * (server_cpu1 - server_cpu0) / (rps * wall),
+            "h2load_cpu_us": 1e6 * h2load_cpu / (rps * wall),
+            "idle": (idle1[1] - idle0[1]) / (idle1[0] - idle0[0]),
+            "rps": rps,
             "mean_s": seconds(m.group(3)), "rss_mib": rss,
             "rss_at_rest_mib": rss_at_rest, "compute_us": compute_us,
             "mean_batch": sequences / batches if batches else float("nan")}
@@ -272,6 +303,22 @@ def main():
                 shape += f", {label}"
             print(f"| {shape} | {spread(noop_p50, '{:.0f}')} µs "
                   f"| {spread(rnn_p50, '{:.0f}')} µs | added {spread(added, '{:+.1f}')} µs |")
+    throughput = [(n, r) for n, r in results.items() if n != "one-at-once"]
+    if throughput:
+        print("\nCPU per request (server, h2load) and the machine's idle share, over each run; "
+              "the most the server could serve with every core busy at its CPU per request "
+              "(cores / (server + h2load)), against the no-op's measured rate:")
+    for name, (rows, _, _, pairs) in throughput:
+        for label in ["no-op"] + rnn_labels:
+            runs = [p[label] for p in pairs]
+            line = (f"{name}, {label}: {spread([r['server_cpu_us'] for r in runs], '{:.0f}')} + "
+                    f"{spread([r['h2load_cpu_us'] for r in runs], '{:.0f}')} µs, idle "
+                    f"{spread([100 * r['idle'] for r in runs], '{:.0f}')}%")
+            if label != "no-op":
+                bound = [os.cpu_count() * 1e6 / (p[label]["server_cpu_us"] + p[label]["h2load_cpu_us"])
+                         / p["no-op"]["rps"] for p in pairs]
+                line += f"; at most {spread(bound, '{:.2f}')} of the no-op"
+            print(line)
     for name, (rows, _, _, pairs) in results.items():
         if rows == 1:
             continue
