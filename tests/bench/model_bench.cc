@@ -75,12 +75,12 @@ BENCHMARK(BM_ModelRun)
 // The model as serving calls it. Under load (h2load 4x16, batch-1 requests)
 // the batcher runs batches of changing size, almost half of them of one row,
 // and between two batches the core runs gRPC, the kernel and h2load, or
-// idles. Inside rnn-server the model then costs about twice its in-process
-// time per sequence (docs/benchmarks.md, "The model inside the server");
-// this shows which of those reproduces it in process. sizes:0 runs a fixed
-// batch of 10 rows, sizes:1 a cycle of sizes with the same mean, sizes:2 one
-// row (a request alone, as at one request in flight); between
-// two calls (untimed: only Run is timed) comes
+// idles. Inside rnn-server a batch then takes up to twice its in-process
+// wall time per sequence (docs/benchmarks.md, "The model inside the
+// server"); this shows which of those slows the call itself in process. sizes:0
+// runs a fixed batch of 10 rows, sizes:1 a cycle of sizes with the same mean,
+// sizes:2 one row (a request alone, as at one request in flight); between two
+// calls (untimed: only Run is timed) comes
 //   between:0  nothing
 //   between:1  1 MiB of other memory written (another thread's data)
 //   between:2  a 200 us sleep (the thread waits and the core idles)
