@@ -16,8 +16,8 @@
 #include <omp.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -35,6 +35,36 @@ double FlopsPerSequence(const RnnModel& m) {
   return 2 * (t * (c * h + h * h) + h * o);
 }
 
+// The benchmarks' model (random weights of the tutorial's shape), or null
+// with the benchmark skipped.
+std::unique_ptr<RnnModel> MakeModel(benchmark::State& state,
+                                    const RnnModel::Options& options) {
+  auto model =
+      RnnModel::Create(testing::RandomWeights(20, 100, 50, 10, 1), options);
+  if (!model.ok()) {
+    state.SkipWithError(model.status().ToString().c_str());
+    return nullptr;
+  }
+  return *std::move(model);
+}
+
+// What BM_*ServingMix put between two timed calls: see BM_ModelRunServingMix.
+void Between(int64_t between, std::vector<char>& other) {
+  if (between == 1) {
+    for (char& c : other) ++c;
+    benchmark::ClobberMemory();
+  } else if (between == 2) {
+    usleep(200);
+  } else if (between == 3) {
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  } else if (between == 4) {
+    usleep(50);
+  }
+}
+
 void BM_ModelRun(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   RnnModel::Options options;
@@ -42,13 +72,9 @@ void BM_ModelRun(benchmark::State& state) {
   if (state.range(2) == 1) {
     options.precision = RnnModel::Options::Precision::kBf16;
   }
-  auto model =
-      RnnModel::Create(testing::RandomWeights(20, 100, 50, 10, 1), options);
-  if (!model.ok()) {
-    state.SkipWithError(model.status().ToString().c_str());
-    return;
-  }
-  RnnModel& m = **model;
+  const std::unique_ptr<RnnModel> model = MakeModel(state, options);
+  if (model == nullptr) return;
+  RnnModel& m = *model;
   const std::vector<float> input =
       testing::RandomInput(batch, m.floats_per_sequence(), 2);
   std::vector<float> probs(static_cast<size_t>(batch) * m.num_classes());
@@ -95,13 +121,9 @@ void BM_ModelRunServingMix(benchmark::State& state) {
   const int64_t between = state.range(1);
   RnnModel::Options options;
   options.num_threads = 1;
-  auto model =
-      RnnModel::Create(testing::RandomWeights(20, 100, 50, 10, 1), options);
-  if (!model.ok()) {
-    state.SkipWithError(model.status().ToString().c_str());
-    return;
-  }
-  RnnModel& m = **model;
+  const std::unique_ptr<RnnModel> model = MakeModel(state, options);
+  if (model == nullptr) return;
+  RnnModel& m = *model;
   const std::vector<float> input =
       testing::RandomInput(64, m.floats_per_sequence(), 2);
   std::vector<float> probs(64 * static_cast<size_t>(m.num_classes()));
@@ -114,19 +136,7 @@ void BM_ModelRunServingMix(benchmark::State& state) {
   for (auto _ : state) {
     const int rows =
         sizes == 1 ? kCycle[i++ % kCycleLength] : (sizes == 2 ? 1 : kMean);
-    if (between == 1) {
-      std::fill(other.begin(), other.end(), static_cast<char>(i));
-      benchmark::ClobberMemory();
-    } else if (between == 2) {
-      usleep(200);
-    } else if (between == 3) {
-      const auto until =
-          std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-      while (std::chrono::steady_clock::now() < until) {
-      }
-    } else if (between == 4) {
-      usleep(50);
-    }
+    Between(between, other);
     const auto start = std::chrono::steady_clock::now();
     absl::Status s =
         m.Run(absl::MakeConstSpan(input).first(rows * m.floats_per_sequence()),
@@ -152,15 +162,9 @@ BENCHMARK(BM_ModelRunServingMix)
 // what the model loses after a sleep is its caches.
 void BM_ScalarChainServingMix(benchmark::State& state) {
   const int64_t between = state.range(0);
+  std::vector<char> other;  // between:1 is not run here
   for (auto _ : state) {
-    if (between == 2) {
-      usleep(200);
-    } else if (between == 3) {
-      const auto until =
-          std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-      while (std::chrono::steady_clock::now() < until) {
-      }
-    }
+    Between(between, other);
     const auto start = std::chrono::steady_clock::now();
     uint32_t x = 1;
     for (int k = 0; k < 20000; ++k) {
