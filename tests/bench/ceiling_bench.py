@@ -28,7 +28,10 @@ rnn-server configuration, its resident memory at rest (started, before the
 load) and at the end of the run, its sequences per batch (the counts it
 prints when it stops) and the model's time per sequence inside it (from
 its metrics: rnn_compute_duration_seconds_sum / rnn_sequences_total), and
-rnn-server's time from launch to serving.
+rnn-server's time from launch to serving. For batch-1 and batch-64 it
+prints each server's CPU per request and h2load's, the machine's idle
+share, and the most rnn-server could serve with every core busy at its CPU
+per request, as a share of the no-op's measured rate.
 
 Usage (or: make bench-ceiling):
     /usr/bin/python3 tests/bench/ceiling_bench.py build/release \
@@ -118,17 +121,19 @@ def run(binary, flags, body, rows, connections, streams, duration):
            "-H", "content-type: application/grpc", "-H", "te: trailers",
            "-d", body, f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"]
     try:
+        def usage():
+            # The server's CPU, that of reaped children (only h2load is
+            # reaped in between), and the machine's idle time.
+            return (process_cpu_s(proc.pid),
+                    resource.getrusage(resource.RUSAGE_CHILDREN), machine_idle())
+
         rss_at_rest = rss_mib(proc.pid)
-        server_cpu0, children0, idle0 = (process_cpu_s(proc.pid),
-                                         resource.getrusage(resource.RUSAGE_CHILDREN),
-                                         machine_idle())
+        server_cpu0, children0, idle0 = usage()
         started = time.monotonic()
         out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                              timeout=duration + 60).stdout
         wall = time.monotonic() - started
-        server_cpu1, children1, idle1 = (process_cpu_s(proc.pid),
-                                         resource.getrusage(resource.RUSAGE_CHILDREN),
-                                         machine_idle())
+        server_cpu1, children1, idle1 = usage()
         rss = rss_mib(proc.pid)
         # The model's time per sequence inside the server (gathering,
         # computing, scattering a batch: rnn_compute_duration_seconds).
